@@ -1,0 +1,243 @@
+"""Tests for progan_tf.networks: parameter counts against the original, fade-in continuity,
+weights carried over while growing, no retracing, and checkpoints that hold every variable."""
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from progan_tf import layers
+from progan_tf.networks import (Discriminator, Generator, log2_resolution, nf,
+                                parameters_up_to)
+
+TINY = dict(fmap_base=64, fmap_max=16)  # 16 maps up to 4x4 .. 8 at 32x32
+
+# SPEC 1.1: totals up to each resolution, counted like the original (weights + biases, one
+# toRGB/fromRGB per resolution), verified by running the original network code.
+PAPER_TOTALS = {
+    4: (6_556_163, 6_561_793), 8: (11_277_318, 11_283_457), 16: (15_998_473, 16_005_121),
+    32: (20_719_628, 20_726_785), 64: (22_490_383, 22_498_049), 128: (22_933_394, 22_941_313),
+    256: (23_044_309, 23_052_353), 512: (23_072_120, 23_080_225), 1024: (23_079_115, 23_087_249),
+}
+
+
+def normal(*shape, seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+def count(variables):
+    return sum(int(np.prod(v.shape)) for v in variables)
+
+
+@pytest.fixture(scope="module")
+def paper_networks():
+    return Generator(1024), Discriminator(1024)
+
+
+def test_channel_formula_matches_the_paper():
+    assert [nf(r - 1) for r in range(2, 11)] == [512, 512, 512, 512, 256, 128, 64, 32, 16]
+    assert nf(0, fmap_base=4096, fmap_max=128) == 128
+
+
+def test_parameter_counts_match_the_original_at_every_resolution(paper_networks):
+    generator, discriminator = paper_networks
+    for res, (g_total, d_total) in PAPER_TOTALS.items():
+        assert parameters_up_to(generator, res) == g_total, res
+        assert parameters_up_to(discriminator, res) == d_total, res
+    assert count(generator.trainable_weights) == 23_079_115
+    assert count(discriminator.trainable_weights) == 23_087_249
+    assert generator.latent_size == 512
+    # The 32x32 model holds the blocks up to 32x32, the toRGB / fromRGB of 32x32 and of 16x16
+    # (the fade-in path) but not those of 8x8 and 4x4, and the fade-in alpha.
+    assert generator.model_for(32).count_params() == 20_719_628 - 2 * 1_539 + 1
+    assert discriminator.model_for(32).count_params() == 20_726_785 - 2 * 2_048 + 1
+
+
+def test_grayscale_and_conditional_counts_match_the_original():
+    # Verified by running the original code (SPEC 1.1).
+    assert count(Generator(1024, num_channels=1).trainable_weights) == 23_074_009
+    assert count(Discriminator(1024, num_channels=1).trainable_weights) == 23_082_161
+    assert count(Generator(1024, label_size=10).trainable_weights) == 23_161_035
+    assert count(Discriminator(1024, label_size=10).trainable_weights) == 23_092_379
+
+
+def test_first_dense_layer_runtime_scale_is_one_sixty_fourth(paper_networks):
+    generator, _ = paper_networks
+    assert generator.block_4x4.dense.runtime_scale == pytest.approx(1 / 64)
+    assert generator.to_rgb_64x64.gain == 1.0
+    assert generator.block_4x4.dense.bias is None  # the bias is per channel, after the reshape
+    assert generator.block_4x4.dense_bias.bias.shape == (512,)
+
+
+def test_output_shapes_and_labels():
+    generator = Generator(16, num_channels=1, label_size=3, **TINY)
+    discriminator = Discriminator(16, num_channels=1, label_size=3, **TINY)
+    latents, labels = normal(4, generator.latent_size), np.eye(3, dtype="float32")[[0, 1, 2, 0]]
+    for res in (4, 8, 16):
+        images = generator.model_for(res)([latents, labels])
+        assert images.shape == (4, res, res, 1)
+        assert discriminator.model_for(res)(images).shape == (4, 4)
+    # Labels change the generated images: they are concatenated to the latents.
+    other = generator.model_for(16)([latents, labels[::-1]])
+    assert not np.allclose(other, generator.model_for(16)([latents, labels]))
+
+
+def test_generator_fade_in_is_continuous():
+    generator = Generator(32, **TINY)
+    z = normal(4, generator.latent_size)
+    for res in (8, 16, 32):
+        generator.set_alpha(1.0)
+        previous = np.asarray(generator.model_for(res // 2)(z))
+        generator.set_alpha(0.0)
+        grown = np.asarray(generator.model_for(res)(z))
+        np.testing.assert_allclose(grown, previous.repeat(2, axis=1).repeat(2, axis=2),
+                                   rtol=1e-5, atol=1e-5)
+        generator.set_alpha(1.0)
+        new = np.asarray(generator.model_for(res)(z))
+        assert np.abs(new - grown).max() > 1e-2
+        generator.set_alpha(0.25)
+        np.testing.assert_allclose(generator.model_for(res)(z), grown + 0.25 * (new - grown),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_discriminator_fade_in_is_continuous():
+    discriminator = Discriminator(32, **TINY)
+    images = normal(8, 32, 32, 3)
+    for res in (8, 16, 32):
+        x = np.asarray(layers.downsample2d(images, 32 // res))
+        discriminator.set_alpha(1.0)
+        previous = np.asarray(discriminator.model_for(res // 2)(layers.downsample2d(x)))
+        discriminator.set_alpha(0.0)
+        np.testing.assert_allclose(discriminator.model_for(res)(x), previous, rtol=1e-5,
+                                   atol=1e-5)
+
+
+def test_growing_reuses_the_lower_resolution_weights():
+    generator = Generator(32, **TINY)
+    discriminator = Discriminator(32, **TINY)
+    for network, rgb in ((generator, "to_rgb"), (discriminator, "from_rgb")):
+        small = {id(v) for v in network.model_for(8).trainable_weights}
+        large = {id(v) for v in network.model_for(32).trainable_weights}
+        # Every block carries over; only the 4x4 and 8x8 image layers are left behind.
+        left_behind = {id(v) for res in (4, 8)
+                       for v in getattr(network, f"{rgb}_{res}x{res}").trainable_weights}
+        assert small - left_behind < large
+        assert {id(v) for v in network.block_8x8.trainable_weights} <= large
+    # Changing a shared weight changes every resolution's output.
+    z = normal(2, generator.latent_size)
+    before = np.asarray(generator.model_for(16)(z))
+    generator.block_8x8.conv1.bias.assign(np.full((16,), 0.5, "float32"))
+    assert not np.allclose(generator.model_for(16)(z), before)
+
+
+def test_changing_alpha_does_not_retrace_and_models_are_cached():
+    generator = Generator(16, **TINY)
+    discriminator = Discriminator(16, **TINY)
+    assert generator.model_for(16) is generator.model_for(16)
+    g16, d16 = generator.model_for(16), discriminator.model_for(16)
+
+    @tf.function
+    def step(z):
+        return d16(g16(z))
+
+    z = normal(4, generator.latent_size)
+    outputs = []
+    for alpha in np.linspace(0.0, 1.0, 5):
+        generator.set_alpha(alpha)
+        discriminator.set_alpha(alpha)
+        outputs.append(np.asarray(step(z)))
+    assert step.experimental_get_tracing_count() == 1
+    assert not np.allclose(outputs[0], outputs[-1])
+
+
+def checkpoint_keys(path):
+    return {name: shape for name, shape in tf.train.list_variables(path)}
+
+
+def test_checkpoint_holds_every_variable_of_both_networks(tmp_path):
+    generator, discriminator = Generator(32, **TINY), Discriminator(32, **TINY)
+    path = tf.train.Checkpoint(generator=generator, discriminator=discriminator).write(
+        str(tmp_path / "ckpt"))
+    keys = checkpoint_keys(path)
+    saved = [shape for name, shape in keys.items() if name.endswith("VARIABLE_VALUE")]
+    variables = generator.weights + discriminator.weights
+    assert len(saved) == len(variables) == len({id(v) for v in variables})
+    assert "generator/block_32x32/conv1/kernel/.ATTRIBUTES/VARIABLE_VALUE" in keys
+    assert "discriminator/from_rgb_8x8/conv/kernel/.ATTRIBUTES/VARIABLE_VALUE" in keys
+    assert "generator/fade/alpha/.ATTRIBUTES/VARIABLE_VALUE" in keys
+    assert sorted(map(tuple, saved)) == sorted(tuple(v.shape) for v in variables)
+
+
+def test_checkpoint_taken_at_8x8_restores_into_a_model_grown_to_32x32(tmp_path):
+    keras.utils.set_random_seed(1)
+    generator = Generator(32, **TINY)
+    discriminator = Discriminator(32, **TINY)
+    generator.set_alpha(0.4)
+    z, images = normal(4, generator.latent_size), normal(4, 8, 8, 3)
+    g8, d8 = np.asarray(generator.model_for(8)(z)), np.asarray(discriminator.model_for(8)(images))
+    path = tf.train.Checkpoint(generator=generator, discriminator=discriminator).write(
+        str(tmp_path / "at8"))
+
+    keras.utils.set_random_seed(2)  # different initial weights
+    grown_g, grown_d = Generator(32, **TINY), Discriminator(32, **TINY)
+    grown_g.model_for(32), grown_d.model_for(32)  # grown before the restore
+    tf.train.Checkpoint(generator=grown_g, discriminator=grown_d).read(path).assert_consumed()
+    assert float(grown_g.fade_alpha.numpy()) == pytest.approx(0.4)
+    np.testing.assert_array_equal(grown_g.model_for(8)(z), g8)
+    np.testing.assert_array_equal(grown_d.model_for(8)(images), d8)
+    for restored, original in zip(grown_g.weights, generator.weights):
+        assert restored.path == original.path
+        np.testing.assert_array_equal(restored.numpy(), original.numpy())
+
+
+def test_same_arguments_give_the_same_weight_order_for_an_ema_copy():
+    generator = Generator(16, label_size=2, **TINY)
+    ema = Generator.from_config(generator.get_config())
+    assert ema.get_config() == generator.get_config()
+    assert [v.path for v in ema.weights] == [v.path for v in generator.weights]
+    assert [v.shape for v in ema.weights] == [v.shape for v in generator.weights]
+    for target, source in zip(ema.weights, generator.weights):
+        target.assign(source)
+    inputs = [normal(2, generator.latent_size), np.eye(2, dtype="float32")]
+    np.testing.assert_array_equal(ema.model_for(16)(inputs), generator.model_for(16)(inputs))
+
+
+def test_discriminator_strided_grouping_matches_the_original_grouping():
+    strided = Discriminator(8, mbstd_grouping="strided", **TINY)
+    consecutive = Discriminator.from_config({**strided.get_config(),
+                                             "mbstd_grouping": "consecutive"})
+    for target, source in zip(consecutive.weights, strided.weights):
+        target.assign(source)
+    images = normal(8, 8, 8, 3)
+    # Same weights, different groups: different scores; a permutation that maps one grouping
+    # onto the other gives the same scores.
+    a = np.asarray(strided.model_for(8)(images))
+    b = np.asarray(consecutive.model_for(8)(images))
+    assert not np.allclose(a, b)
+    order = [0, 2, 4, 6, 1, 3, 5, 7]  # strided groups {0,2,4,6}, {1,3,5,7} made consecutive
+    np.testing.assert_allclose(consecutive.model_for(8)(images[order]), a[order], rtol=1e-5)
+
+
+@pytest.mark.parametrize("resolution", [3, 2048, 48, "64"])
+def test_invalid_resolution_is_rejected_with_a_clear_message(resolution):
+    with pytest.raises(ValueError, match="power of two between 4 and 1024"):
+        Generator(resolution)
+    with pytest.raises(ValueError, match="resolution must be one of"):
+        Generator(8, **TINY).model_for(16)
+    assert log2_resolution(1024) == 10
+
+
+def test_summary_command_prints_layers_and_totals():
+    result = subprocess.run(
+        [sys.executable, "-m", "progan_tf.networks", "--resolution", "32"],
+        capture_output=True, text=True, timeout=120, check=True)
+    assert "generator" in result.stdout and "block_32x32/conv1_down" in result.stdout
+    assert "total generator" in result.stdout
+    last = result.stdout.strip().splitlines()[-1].split()
+    assert last == ["32", "20,719,628", "20,726,785"]
+    bad = subprocess.run([sys.executable, "-m", "progan_tf.networks", "--resolution", "30"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "--resolution must be a power of two" in bad.stderr
