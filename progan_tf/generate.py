@@ -1,0 +1,471 @@
+"""Images from a trained generator, from an exported SavedModel alone or from a run's checkpoint:
+one PNG per seed or a grid, a latent interpolation between seeds, or the original's smoothed
+random walk ([PG] util_scripts.py generate_interpolation_video) as PNG frames or a GIF.
+
+    python -m progan_tf.generate --saved_model results/00000-quickstart/export/generator \\
+        --seeds 0-63 --grid 8x8 --out_dir out                      # out/grid.png
+    python -m progan_tf.generate --checkpoint results/00000-quickstart --seeds 1,5,9 \\
+        --out_dir out                                              # out/seed0001.png ...
+    python -m progan_tf.generate --saved_model EXPORT --seeds 1,5,9 --interp slerp --steps 24 \\
+        --gif --out_dir out                                        # out/interp.gif
+    python -m progan_tf.generate --saved_model EXPORT --walk --seeds 1000 --grid 2x2 \\
+        --duration_sec 10 --fps 30 --smoothing_sec 1 --out_dir out # out/walk_00000.png ...
+
+A seed's image is the `generate_seeds` signature's: latents drawn with
+tf.random.stateless_normal([latent_size], seed=[seed, 0], alg="philox"), the same on any machine.
+"""
+
+import argparse
+import dataclasses
+import os
+import re
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+SEED_LIMIT = 2**32
+MAX_SEEDS = 100_000  # per range; a typo such as 0-4294967295 fails instead of filling memory
+WALK_DEFAULT_SEED = 1000  # the original's random_seed
+
+
+class GenerateError(ValueError):
+    """Bad input to generate; the message names the flag or path."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Pure helpers: argument parsing, latent paths, image layout.
+
+def parse_seeds(text):
+    """'0-35' / '1,5,9' / '0-3,10' -> list of ints, each in 0..2^32-1, in the given order."""
+    seeds = []
+    for part in str(text).split(","):
+        match = re.fullmatch(r"\s*(-?\d+)(?:-(-?\d+))?\s*", part)
+        if match is None:
+            raise GenerateError(f"--seeds: {part.strip()!r} is not a seed or a range "
+                                f"(use e.g. 0-35 or 1,5,9)")
+        low = int(match[1])
+        high = low if match[2] is None else int(match[2])
+        if high < low:
+            raise GenerateError(f"--seeds: range {part.strip()!r} runs backwards")
+        if high - low >= MAX_SEEDS:
+            raise GenerateError(f"--seeds: range {part.strip()!r} has more than {MAX_SEEDS} seeds")
+        for seed in (low, high):
+            if not 0 <= seed < SEED_LIMIT:
+                raise GenerateError(f"--seeds: {seed} is out of range (seeds are "
+                                    f"0..{SEED_LIMIT - 1})")
+        seeds.extend(range(low, high + 1))
+    return seeds
+
+
+def parse_grid(text):
+    """'8x8' -> (columns, rows)."""
+    try:
+        columns, rows = (int(value) for value in str(text).lower().split("x"))
+    except ValueError:
+        raise GenerateError(f"--grid: expected COLUMNSxROWS such as 8x8, received {text!r}") from None
+    if columns < 1 or rows < 1:
+        raise GenerateError(f"--grid: columns and rows must be >= 1, received {text!r}")
+    return columns, rows
+
+
+def lerp(a, b, t):
+    """Linear interpolation of [..., L] latents, t in [0, 1]."""
+    return a + (b - a) * t
+
+
+def slerp(a, b, t):
+    """Spherical interpolation of [L] latents along the great circle between their directions
+    (norms interpolate linearly through the same formula); falls back to lerp when a, b are
+    (anti)parallel."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    cos_omega = np.dot(a / np.linalg.norm(a), b / np.linalg.norm(b))
+    omega = np.arccos(np.clip(cos_omega, -1.0, 1.0))
+    if np.sin(omega) < 1e-6:
+        return lerp(a, b, t)
+    return (np.sin((1.0 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
+
+
+def interpolation_latents(latents, steps, method="slerp"):
+    """[K, L] key latents -> [(K - 1) * steps + 1, L]: `steps` frames from each key to the next
+    (the key included, the next one not), then the last key."""
+    latents = np.asarray(latents, np.float32)
+    if latents.shape[0] < 2:
+        raise GenerateError("--interp needs at least two seeds (e.g. --seeds 1,5,9)")
+    if steps < 1:
+        raise GenerateError(f"--steps must be >= 1, received {steps}")
+    blend = {"slerp": slerp, "lerp": lerp}[method]
+    frames = [blend(start, end, t)
+              for start, end in zip(latents[:-1], latents[1:])
+              for t in np.arange(steps) / steps]
+    frames.append(latents[-1])
+    return np.stack(frames).astype(np.float32)
+
+
+def gaussian_filter_wrap(values, sigma, axis=0, truncate=4.0):
+    """Gaussian smoothing along `axis` with periodic ends, like
+    scipy.ndimage.gaussian_filter1d(values, sigma, axis, mode="wrap", truncate=4.0)."""
+    values = np.asarray(values, np.float64)
+    if sigma <= 0:
+        return values.copy()
+    radius = int(truncate * float(sigma) + 0.5)
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * (offsets / float(sigma)) ** 2)
+    weights /= weights.sum()
+    smoothed = np.zeros_like(values)
+    for offset, weight in zip(offsets, weights):
+        smoothed += weight * np.roll(values, -offset, axis=axis)
+    return smoothed
+
+
+def random_walk_latents(num_frames, num_walks, latent_size, smoothing_frames, seed):
+    """[num_frames, num_walks, latent_size] float32: the original's video latents: i.i.d.
+    normal per frame from RandomState(seed), Gaussian-smoothed over time with sigma
+    `smoothing_frames` (wrapping, so the walk loops), then scaled to unit RMS."""
+    random_state = np.random.RandomState(seed)
+    latents = random_state.randn(num_frames, num_walks, latent_size).astype(np.float32)
+    latents = gaussian_filter_wrap(latents, smoothing_frames, axis=0)
+    latents /= np.sqrt(np.mean(np.square(latents)))
+    return latents.astype(np.float32)
+
+
+def image_grid(images, columns, rows):
+    """[N, H, W, C] with N <= columns * rows -> [rows * H, columns * W, C], row-major, empty
+    cells black."""
+    images = np.asarray(images)
+    count, height, width, channels = images.shape
+    if count > columns * rows:
+        raise GenerateError(f"--grid {columns}x{rows} holds {columns * rows} images, "
+                            f"received {count} seeds")
+    grid = np.zeros((rows * height, columns * width, channels), images.dtype)
+    for index, image in enumerate(images):
+        row, column = divmod(index, columns)
+        grid[row * height:(row + 1) * height, column * width:(column + 1) * width] = image
+    return grid
+
+
+_PIL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+def to_pil(image):
+    """[H, W, C] uint8 -> PIL image (C = 1, 2, 3 or 4)."""
+    from PIL import Image
+
+    channels = image.shape[-1]
+    if channels not in _PIL_MODES:
+        raise GenerateError(f"cannot write {channels}-channel images as PNG/GIF "
+                            f"(1, 2, 3 or 4 channels)")
+    pixels = image[..., 0] if channels == 1 else image
+    return Image.fromarray(np.ascontiguousarray(pixels), _PIL_MODES[channels])
+
+
+def write_png(image, path):
+    """[H, W, C] uint8 -> PNG at `path`, written to a temporary name and renamed."""
+    temporary = path + ".tmp"
+    to_pil(image).save(temporary, format="PNG")
+    os.replace(temporary, path)
+
+
+def write_gif(frames, path, fps):
+    """[F, H, W, C] uint8 -> looping animated GIF at `path` (temporary name, then renamed)."""
+    pictures = [to_pil(frame) for frame in frames]
+    if pictures[0].mode in ("LA", "RGBA"):
+        pictures = [picture.convert("RGB") for picture in pictures]
+    temporary = path + ".tmp"
+    pictures[0].save(temporary, format="GIF", save_all=True, append_images=pictures[1:],
+                     duration=max(int(round(1000.0 / fps)), 20), loop=0)
+    os.replace(temporary, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading: a SavedModel (signatures only) or a checkpoint (project code), behind one interface.
+
+@dataclasses.dataclass(frozen=True)
+class LoadedGenerator:
+    """Signature functions of a generator: {name: (input specs by name, function(**inputs))}.
+
+    The functions take tensors of the specs' dtypes and return dicts of output tensors, exactly
+    like `tf.saved_model.load(path).signatures[name]`.
+    """
+
+    source: str
+    functions: dict
+    keep_alive: object = None  # the loaded SavedModel object its signatures belong to
+
+    def _specs(self, name):
+        return self.functions[name][0]
+
+    @property
+    def latent_size(self):
+        return int(self._specs("serving_default")["latents"].shape[-1])
+
+    @property
+    def label_size(self):
+        labels = self._specs("serving_default").get("labels")
+        return 0 if labels is None else int(labels.shape[-1])
+
+    @property
+    def has_truncation(self):
+        return ("generate_seeds" in self.functions
+                and "truncation_psi" in self._specs("generate_seeds"))
+
+    def _run(self, name, inputs, batch_size):
+        import tensorflow as tf
+
+        specs, function = self.functions[name]
+        count = len(next(iter(inputs.values())))
+        images = []
+        for start in range(0, count, batch_size):
+            feed = {key: tf.constant(value[start:start + batch_size], specs[key].dtype)
+                    for key, value in inputs.items()}
+            images.append(function(**feed)["images"].numpy())
+        return np.concatenate(images)
+
+    def images_for_latents(self, latents, labels=None, batch_size=16):
+        """[N, latent_size] -> [N, H, W, C] uint8 via serving_default."""
+        inputs = {"latents": np.asarray(latents, np.float32)}
+        if labels is not None:
+            inputs["labels"] = labels
+        return self._run("serving_default", inputs, batch_size)
+
+    def images_for_seeds(self, seeds, labels=None, truncation_psi=None, batch_size=16):
+        """[N] seeds -> [N, H, W, C] uint8 via generate_seeds."""
+        inputs = {"seeds": np.asarray(seeds, np.int64)}
+        if labels is not None:
+            inputs["labels"] = labels
+        if self.has_truncation:
+            psi = 1.0 if truncation_psi is None else truncation_psi
+            inputs["truncation_psi"] = np.full([len(seeds)], psi, np.float32)
+        if "generate_seeds" not in self.functions:
+            return self.images_for_latents(seed_latents(seeds, self.latent_size), labels,
+                                           batch_size)
+        return self._run("generate_seeds", inputs, batch_size)
+
+
+def seed_latents(seeds, latent_size):
+    """[N] seeds -> [N, latent_size] float32 by the generate_seeds rule (philox, key [seed, 0])."""
+    from exports.signatures import seeds_to_latents
+
+    return seeds_to_latents(np.asarray(seeds, np.int64), latent_size).numpy()
+
+
+def resolve_saved_model(path):
+    """A SavedModel directory, or a model directory of numbered versions (the latest is used)."""
+    if not os.path.exists(path):
+        raise GenerateError(f"--saved_model: {path} does not exist")
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    if os.path.isdir(path):
+        versions = sorted((int(name) for name in os.listdir(path)
+                           if name.isdigit()
+                           and os.path.isfile(os.path.join(path, name, "saved_model.pb"))))
+        if versions:
+            return os.path.join(path, str(versions[-1]))
+    raise GenerateError(f"--saved_model: {path} is not a SavedModel (no saved_model.pb) nor a "
+                        f"model directory of numbered versions")
+
+
+def load_saved_model(path):
+    """LoadedGenerator from an exported SavedModel; needs no project code."""
+    import tensorflow as tf
+
+    version_dir = resolve_saved_model(path)
+    try:
+        loaded = tf.saved_model.load(version_dir)
+    except (OSError, ValueError, tf.errors.OpError) as error:
+        raise GenerateError(f"--saved_model: {version_dir} cannot be loaded: "
+                            f"{str(error).splitlines()[0]}") from None
+    signatures = dict(loaded.signatures)
+    default = signatures.get("serving_default")
+    if default is None or "latents" not in default.structured_input_signature[1]:
+        raise GenerateError(f"--saved_model: {version_dir} is not a generator export (its "
+                            f"signatures are {sorted(signatures)}; expected serving_default "
+                            f"with a 'latents' input)")
+    functions = {name: (function.structured_input_signature[1], function)
+                 for name, function in signatures.items()
+                 if name in ("serving_default", "generate_seeds")}
+    return LoadedGenerator(version_dir, functions, keep_alive=loaded)
+
+
+def load_checkpoint(path, raw=False):
+    """LoadedGenerator from a run directory or checkpoint prefix, through the same endpoint
+    table the exporter writes (nothing is written to disk)."""
+    import tensorflow as tf
+
+    import exports
+
+    try:
+        generator, location = exports.load_generator(path, raw=raw)
+    except exports.ExportError as error:
+        raise GenerateError(f"--checkpoint: {error}") from None
+    functions = {}
+    for endpoint in exports.endpoints_for(generator):
+        function = tf.function(endpoint.positional_fn(), input_signature=list(endpoint.inputs))
+
+        def call(_function=function, _names=endpoint.input_names, **inputs):
+            return _function(*(inputs[name] for name in _names))
+
+        functions[endpoint.name] = ({spec.name: spec for spec in endpoint.inputs}, call)
+    return LoadedGenerator(location.checkpoint, functions, keep_alive=generator)
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line.
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser():
+    parser = _Parser(prog="python -m progan_tf.generate",
+                     description=__doc__.split("\n\n")[0],
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--saved_model",
+                        help="exported SavedModel: a version directory or the model directory "
+                             "(latest numbered version)")
+    source.add_argument("--checkpoint",
+                        help="run directory (latest checkpoint) or checkpoint prefix")
+    parser.add_argument("--raw", action="store_true",
+                        help="with --checkpoint: the trained generator instead of its EMA")
+    parser.add_argument("--seeds", default=None,
+                        help="seeds 0..2^32-1: ranges and lists such as 0-63 or 1,5,9 "
+                             f"(--walk: one seed for the walk, default {WALK_DEFAULT_SEED})")
+    parser.add_argument("--out_dir", required=True, help="directory for the PNG/GIF files")
+    parser.add_argument("--grid", default=None,
+                        help="COLUMNSxROWS, e.g. 8x8: one grid.png instead of one PNG per seed; "
+                             "with --walk, that many walks side by side")
+    parser.add_argument("--label", type=int, default=None,
+                        help="class index for a conditional model (one-hot label)")
+    parser.add_argument("--trunc", type=float, default=None,
+                        help="truncation psi (StyleGAN exports only; 1 = none)")
+    parser.add_argument("--interp", choices=("slerp", "lerp"), default=None,
+                        help="interpolate between consecutive seeds instead of one image each")
+    parser.add_argument("--steps", type=int, default=30,
+                        help="--interp: frames from one seed to the next")
+    parser.add_argument("--walk", action="store_true",
+                        help="smoothed random walk through latent space (the original's video)")
+    parser.add_argument("--duration_sec", type=float, default=10.0, help="--walk: length")
+    parser.add_argument("--fps", type=float, default=30.0, help="--walk/--interp: frame rate")
+    parser.add_argument("--smoothing_sec", type=float, default=1.0,
+                        help="--walk: Gaussian smoothing of the latents over time (sigma)")
+    parser.add_argument("--gif", action="store_true",
+                        help="--interp/--walk: one animated GIF instead of PNG frames")
+    parser.add_argument("--batch_size", type=int, default=16, help="images per generator call")
+    return parser
+
+
+def _labels(model, label, count):
+    if model.label_size == 0:
+        if label is not None:
+            raise GenerateError("--label: this model is unconditional (it has no labels input)")
+        return None
+    if label is None:
+        raise GenerateError(f"--label: this model is conditional: pass a class index "
+                            f"0..{model.label_size - 1}")
+    if not 0 <= label < model.label_size:
+        raise GenerateError(f"--label: {label} is out of range 0..{model.label_size - 1}")
+    labels = np.zeros([count, model.label_size], np.float32)
+    labels[:, label] = 1.0
+    return labels
+
+
+def _write_frames(frames, out_dir, stem, args):
+    if args.gif:
+        path = os.path.join(out_dir, f"{stem}.gif")
+        write_gif(frames, path, args.fps)
+        return [path]
+    paths = []
+    for index, frame in enumerate(frames):
+        paths.append(os.path.join(out_dir, f"{stem}_{index:05d}.png"))
+        write_png(frame, paths[-1])
+    return paths
+
+
+def generate(args):
+    """Run one command; returns the list of files written."""
+    if args.interp and args.walk:
+        raise GenerateError("--interp and --walk exclude each other")
+    if args.raw and not args.checkpoint:
+        raise GenerateError("--raw applies to --checkpoint only")
+    if args.batch_size < 1:
+        raise GenerateError(f"--batch_size must be >= 1, received {args.batch_size}")
+    if args.gif and not (args.interp or args.walk):
+        raise GenerateError("--gif applies to --interp and --walk")
+    if args.seeds is None and not args.walk:
+        raise GenerateError("--seeds is required (e.g. --seeds 0-63)")
+    seeds = parse_seeds(args.seeds if args.seeds is not None else str(WALK_DEFAULT_SEED))
+    grid = parse_grid(args.grid) if args.grid else None
+    if args.walk:
+        if len(seeds) != 1:
+            raise GenerateError(f"--walk takes one seed for its random state, received {len(seeds)}")
+        if args.duration_sec <= 0 or args.fps <= 0 or args.smoothing_sec < 0:
+            raise GenerateError("--duration_sec and --fps must be > 0, --smoothing_sec >= 0")
+    if args.interp and grid:
+        raise GenerateError("--grid does not apply to --interp")
+
+    if args.saved_model:
+        model = load_saved_model(args.saved_model)
+    else:
+        model = load_checkpoint(args.checkpoint, raw=args.raw)
+    if args.trunc is not None and args.trunc != 1.0:
+        if not model.has_truncation:
+            raise GenerateError("--trunc: this model has no truncation (its generate_seeds "
+                                "signature has no truncation_psi input; ProGAN never truncates); "
+                                "omit --trunc")
+        if args.interp or args.walk:
+            raise GenerateError("--trunc applies to per-seed images and grids only")
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    if args.walk:
+        columns, rows = grid or (1, 1)
+        num_frames = max(int(np.rint(args.duration_sec * args.fps)), 1)
+        latents = random_walk_latents(num_frames, columns * rows, model.latent_size,
+                                      args.smoothing_sec * args.fps, seeds[0])
+        labels = _labels(model, args.label, num_frames * columns * rows)
+        images = model.images_for_latents(latents.reshape(-1, model.latent_size), labels,
+                                          args.batch_size)
+        images = images.reshape((num_frames, columns * rows) + images.shape[1:])
+        frames = np.stack([image_grid(frame, columns, rows) for frame in images])
+        return _write_frames(frames, args.out_dir, "walk", args)
+    if args.interp:
+        latents = interpolation_latents(seed_latents(seeds, model.latent_size), args.steps,
+                                        args.interp)
+        labels = _labels(model, args.label, len(latents))
+        frames = model.images_for_latents(latents, labels, args.batch_size)
+        return _write_frames(frames, args.out_dir, "interp", args)
+    labels = _labels(model, args.label, len(seeds))
+    if grid and len(seeds) > grid[0] * grid[1]:
+        raise GenerateError(f"--grid {args.grid} holds {grid[0] * grid[1]} images, "
+                            f"received {len(seeds)} seeds")
+    images = model.images_for_seeds(seeds, labels, args.trunc, args.batch_size)
+    if grid:
+        path = os.path.join(args.out_dir, "grid.png")
+        write_png(image_grid(images, *grid), path)
+        return [path]
+    paths = []
+    for seed, image in zip(seeds, images):
+        paths.append(os.path.join(args.out_dir, f"seed{seed:04d}.png"))
+        write_png(image, paths[-1])
+    return paths
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        paths = generate(args)
+    except GenerateError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(paths)} file(s) to {args.out_dir}"
+          + (f": {os.path.basename(paths[0])}" if len(paths) == 1 else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
