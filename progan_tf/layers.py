@@ -373,3 +373,125 @@ class AdaIN(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@_register
+class UpsampleConv2D(_WeightScaled):
+    """Nearest 2x upsampling followed by a 'same' conv, [N, H, W, C_in] -> [N, 2H, 2W, filters].
+
+    `fused=True` computes the same function as one stride-2 transposed convolution with the 4x4
+    kernel made of the four shifted copies of the padded 3x3 kernel (StyleGAN's fused upscale,
+    used from output resolution 128 up): cheaper, since the conv runs on the small input. The
+    kernel is stored [k, k, C_in, filters] with fan_in = k*k*C_in either way (SPEC 1.2); the fused
+    path flips it by 180 degrees so that both paths give identical results for the same weights.
+    """
+
+    def __init__(self, filters, kernel_size=3, gain=SQRT2, lrmul=1.0, use_bias=True, fused=False,
+                 **kwargs):
+        super().__init__(gain=gain, lrmul=lrmul, use_bias=use_bias, **kwargs)
+        _check_positive("filters", filters, "UpsampleConv2D")
+        if kernel_size != 3:
+            raise ValueError(f"UpsampleConv2D: only kernel_size=3 is supported, received "
+                             f"kernel_size={kernel_size!r}")
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.fused = bool(fused)
+
+    def build(self, input_shape):
+        channels_in = input_shape[-1]
+        self._add_kernel_and_bias((3, 3, channels_in, self.filters), 9 * channels_in, self.filters)
+
+    def call(self, x):
+        kernel = self._scaled_kernel()
+        if not self.fused:
+            return self._add_bias(ops.conv(upsample2d(x), kernel, strides=1, padding="same"))
+        kernel = ops.flip(ops.flip(kernel, axis=0), axis=1)
+        kernel = ops.pad(kernel, ((1, 1), (1, 1), (0, 0), (0, 0)))
+        kernel = kernel[1:, 1:] + kernel[:-1, 1:] + kernel[1:, :-1] + kernel[:-1, :-1]
+        kernel = ops.transpose(kernel, (0, 1, 3, 2))  # [4, 4, filters, C_in] for conv_transpose
+        return self._add_bias(ops.conv_transpose(x, kernel, strides=2, padding="same"))
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        return (n, None if h is None else 2 * h, None if w is None else 2 * w, self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "fused": self.fused}
+
+
+@_register
+class Blur2D(keras.layers.Layer):
+    """Separable low-pass filter (StyleGAN's [1, 2, 1]), depthwise, zero 'same' padding, in
+    float32; shape unchanged.
+
+    Args:
+        taps: 1-D filter; the 2-D kernel is its outer product, normalised to sum 1.
+    """
+
+    def __init__(self, taps=(1, 2, 1), **kwargs):
+        super().__init__(**kwargs)
+        if len(taps) < 1 or sum(taps) == 0:
+            raise ValueError(f"Blur2D: `taps` must be a non-empty filter with a non-zero sum, "
+                             f"received taps={taps!r}")
+        self.taps = tuple(float(t) for t in taps)
+
+    def build(self, input_shape):
+        import numpy as np
+        taps = np.asarray(self.taps, "float32")
+        kernel = np.outer(taps, taps)
+        kernel = kernel / kernel.sum()
+        self.channels = input_shape[-1]
+        self._kernel = np.tile(kernel[:, :, None, None], (1, 1, self.channels, 1))
+
+    def call(self, x):
+        y = ops.depthwise_conv(ops.cast(x, "float32"), self._kernel, strides=1, padding="same")
+        return ops.cast(y, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "taps": list(self.taps)}
+
+
+@_register
+class NoiseInjection(keras.layers.Layer):
+    """Adds per-pixel Gaussian noise [N, H, W, 1] scaled by a learned per-channel weight
+    (StyleGAN sec. 3.2), [N, H, W, C] -> [N, H, W, C].
+
+    The weight starts at zero, so at initialisation the noise changes nothing. The layer holds a
+    fixed noise image ([1, H, W, 1], non-trainable) and a non-trainable `randomize` scalar: 1 draws
+    fresh noise on every call (training), 0 uses the fixed image (reproducible rendering).
+    Switching is an `assign`, so no retracing.
+
+    Args:
+        seed: seed of the layer's random stream.
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        _, height, width, channels = input_shape
+        self.weight = self.add_weight(name="weight", shape=(channels,), initializer="zeros",
+                                      autocast=False)
+        self.fixed_noise = self.add_weight(
+            name="fixed_noise", shape=(1, height, width, 1), trainable=False, autocast=False,
+            initializer=keras.initializers.RandomNormal(stddev=1.0, seed=self.seed))
+        self.randomize = self.add_weight(name="randomize", shape=(), initializer="ones",
+                                         trainable=False, autocast=False)
+
+    def call(self, x):
+        _, height, width, _ = x.shape
+        fresh = keras.random.normal((ops.shape(x)[0], height, width, 1), seed=self.seed_generator)
+        noise = self.randomize * fresh + (1.0 - self.randomize) * self.fixed_noise
+        return x + ops.cast(noise * self.weight, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}

@@ -162,25 +162,34 @@ class FromRGB(_Block):
 class DiscriminatorBlock(_Block):
     """Discriminator block for 8x8 and up, [N, H, W, C] -> [N, H/2, W/2, filters1] (SPEC 1.3).
 
-    conv 3x3 (filters0) -> lrelu -> conv 3x3 (filters1) -> 2x2 average pool -> lrelu. Pooling
-    before the bias and lrelu is what the original's default fused stride-2 conv computes.
+    conv 3x3 (filters0) -> lrelu -> [blur] -> conv 3x3 (filters1) -> 2x2 average pool -> lrelu.
+    Pooling before the bias and lrelu is what the original's default fused stride-2 conv
+    computes. `blur_filter` (StyleGAN: [1, 2, 1]) low-pass filters before the downsampling conv.
     """
 
-    def __init__(self, filters0, filters1, **kwargs):
+    def __init__(self, filters0, filters1, blur_filter=None, **kwargs):
         super().__init__(**kwargs)
         self.filters0 = filters0
         self.filters1 = filters1
+        self.blur_filter = list(blur_filter) if blur_filter else None
         self.conv0 = layers.WeightScaledConv2D(filters0, 3, name="conv0", dtype=self.dtype_policy)
+        self.blur = None
+        if self.blur_filter:
+            self.blur = layers.Blur2D(self.blur_filter, name="blur", dtype=self.dtype_policy)
         self.conv1 = layers.WeightScaledConv2D(filters1, 3, name="conv1_down",
                                                dtype=self.dtype_policy)
 
     def build(self, input_shape):
         n, h, w, _ = input_shape
         self.conv0.build(input_shape)
+        if self.blur is not None:
+            self.blur.build((n, h, w, self.filters0))
         self.conv1.build((n, h, w, self.filters0))
 
     def call(self, x):
         x = layers.lrelu(self.conv0(x))
+        if self.blur is not None:
+            x = self.blur(x)
         return layers.lrelu(layers.downsample2d(self.conv1(x)))  # pool(conv + b) = pool(conv) + b
 
     def compute_output_shape(self, input_shape):
@@ -189,11 +198,14 @@ class DiscriminatorBlock(_Block):
 
     def summary_rows(self, input_shape):
         _, h, w, _ = input_shape
-        return [("conv0", (h, w, self.filters0), _count(self.conv0)),
-                ("conv1_down", (h // 2, w // 2, self.filters1), _count(self.conv1))]
+        rows = [("conv0", (h, w, self.filters0), _count(self.conv0))]
+        if self.blur is not None:
+            rows.append(("blur", (h, w, self.filters0), 0))
+        return rows + [("conv1_down", (h // 2, w // 2, self.filters1), _count(self.conv1))]
 
     def get_config(self):
-        return {**super().get_config(), "filters0": self.filters0, "filters1": self.filters1}
+        return {**super().get_config(), "filters0": self.filters0, "filters1": self.filters1,
+                "blur_filter": self.blur_filter}
 
 
 @_register
@@ -426,17 +438,19 @@ class Discriminator(_GrowingNetwork):
         mbstd_group_size: minibatch stddev group (4); <= 1 disables the layer.
         mbstd_num_features: extra stddev feature maps (1).
         mbstd_grouping: "consecutive" (default) or "strided" (the original's, for weight parity).
+        blur_filter: None (ProGAN) or StyleGAN's [1, 2, 1], applied before each downsampling conv.
     """
 
     def __init__(self, resolution, num_channels=3, label_size=0, fmap_base=8192, fmap_decay=1.0,
                  fmap_max=512, mbstd_group_size=4, mbstd_num_features=1,
-                 mbstd_grouping="consecutive", **kwargs):
+                 mbstd_grouping="consecutive", blur_filter=None, **kwargs):
         kwargs.setdefault("name", "discriminator")
         super().__init__(resolution, num_channels, label_size, fmap_base, fmap_decay, fmap_max,
                          **kwargs)
         self.mbstd_group_size = mbstd_group_size
         self.mbstd_num_features = mbstd_num_features
         self.mbstd_grouping = mbstd_grouping
+        self.blur_filter = list(blur_filter) if blur_filter else None
         policy = self.dtype_policy
         for res in self.resolutions:
             filters = self.filters_at(res)
@@ -447,7 +461,7 @@ class Discriminator(_GrowingNetwork):
                     filters, self.nf(0), label_size, mbstd_group_size, mbstd_num_features,
                     mbstd_grouping, name="block_4x4", dtype=policy)
             else:
-                block = DiscriminatorBlock(filters, self.filters_at(res // 2),
+                block = DiscriminatorBlock(filters, self.filters_at(res // 2), self.blur_filter,
                                            name=f"block_{res}x{res}", dtype=policy)
             block.build((None, res, res, filters))
             setattr(self, f"from_rgb_{res}x{res}", from_rgb)
@@ -484,16 +498,18 @@ class Discriminator(_GrowingNetwork):
     def get_config(self):
         return {**super().get_config(), "mbstd_group_size": self.mbstd_group_size,
                 "mbstd_num_features": self.mbstd_num_features,
-                "mbstd_grouping": self.mbstd_grouping}
+                "mbstd_grouping": self.mbstd_grouping, "blur_filter": self.blur_filter}
 
 
 def parameters_up_to(network, res):
     """Trainable parameters of `network`'s model at `res`: blocks <= res and one
-    toRGB/fromRGB per resolution <= res (SPEC 1.1 counting)."""
+    toRGB/fromRGB per resolution <= res (SPEC 1.1 counting), plus a mapping network if any."""
     network._check_resolution(res)
-    rgb = "to_rgb" if isinstance(network, Generator) else "from_rgb"
-    return sum(_count(network._block("block", r)) + _count(network._block(rgb, r))
-               for r in network.resolutions if r <= res)
+    rgb = "to_rgb" if hasattr(network, "to_rgb_4x4") else "from_rgb"
+    mapping = getattr(network, "mapping", None)
+    return (_count(mapping) if mapping is not None else 0) + sum(
+        _count(network._block("block", r)) + _count(network._block(rgb, r))
+        for r in network.resolutions if r <= res)
 
 
 def format_summary(network):
@@ -512,6 +528,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m progan_tf.networks",
         description="Print ProGAN's generator and discriminator layer by layer, with totals.")
+    parser.add_argument("--architecture", choices=("progan", "stylegan"), default="progan",
+                        help="generator architecture (the discriminator is ProGAN's; StyleGAN's "
+                             "adds a blur before each downsampling)")
     parser.add_argument("--resolution", type=int, default=1024, help="final resolution (4..1024)")
     parser.add_argument("--num_channels", type=int, default=3, help="image channels")
     parser.add_argument("--label_size", type=int, default=0, help="conditioning labels")
@@ -525,8 +544,13 @@ def main(argv=None):
         parser.error(str(error))
     common = dict(resolution=args.resolution, num_channels=args.num_channels,
                   label_size=args.label_size, fmap_base=args.fmap_base, fmap_max=args.fmap_max)
-    generator = Generator(latent_size=args.latent_size, **common)
-    discriminator = Discriminator(**common)
+    if args.architecture == "stylegan":
+        from progan_tf import stylegan
+        generator = stylegan.StyleGenerator(latent_size=args.latent_size or 512, **common)
+        discriminator = stylegan.stylegan_discriminator(**common)
+    else:
+        generator = Generator(latent_size=args.latent_size, **common)
+        discriminator = Discriminator(**common)
     for network in (generator, discriminator):
         print(format_summary(network))
         print()

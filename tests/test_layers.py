@@ -310,3 +310,48 @@ def test_float16_inputs_under_mixed_precision_do_not_overflow():
     adain = layers.AdaIN()(
         [np.asarray(normal(2, 4, 4, 8) * 300, "float16"), np.ones((2, 4), "float16")])
     assert adain.dtype == "float16" and np.all(np.isfinite(np.asarray(adain)))
+
+
+# --- StyleGAN layers ---------------------------------------------------------------------------
+
+def test_upsample_conv_equals_nearest_upsampling_then_conv_and_fused_path_agrees():
+    x = normal(2, 5, 5, 3)
+    plain = layers.UpsampleConv2D(4, fused=False)
+    fused = layers.UpsampleConv2D(4, fused=True)
+    plain.build(x.shape)
+    fused.build(x.shape)
+    fused.kernel.assign(plain.kernel)
+    for layer in (plain, fused):
+        layer.bias.assign(np.arange(4, dtype="float32"))
+    scale = math.sqrt(2) / math.sqrt(27)
+    expected = numpy_conv_same(x.repeat(2, 1).repeat(2, 2), plain.kernel.numpy() * scale) + \
+        np.arange(4)
+    np.testing.assert_allclose(plain(x), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fused(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_blur_is_the_normalised_121_filter_with_zero_padding():
+    x = np.zeros((1, 5, 5, 2), "float32")
+    x[0, 2, 2, 0] = 16.0
+    out = np.asarray(layers.Blur2D()(x))
+    np.testing.assert_allclose(out[0, 1:4, 1:4, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+    assert not out[..., 1].any() and out.sum() == pytest.approx(16.0)
+    ones = np.asarray(layers.Blur2D()(np.ones((1, 4, 4, 1), "float32")))
+    assert ones[0, 1, 1, 0] == pytest.approx(1.0) and ones[0, 0, 0, 0] == pytest.approx(9 / 16)
+
+
+def test_noise_injection_starts_as_identity_then_random_or_fixed():
+    x = normal(2, 4, 4, 3)
+    layer = layers.NoiseInjection(seed=3)
+    np.testing.assert_array_equal(layer(x), x)  # weight initialised to zero
+    layer.weight.assign([1.0, 0.0, 2.0])
+    first, second = np.asarray(layer(x)), np.asarray(layer(x))
+    assert not np.allclose(first, second)  # fresh noise every call
+    np.testing.assert_array_equal(first[..., 1], x[..., 1])
+    noise = first - x
+    np.testing.assert_allclose(noise[..., 2], 2 * noise[..., 0], rtol=1e-5, atol=1e-6)
+    layer.randomize.assign(0.0)
+    fixed = np.asarray(layer(x))
+    np.testing.assert_array_equal(fixed, np.asarray(layer(x)))
+    np.testing.assert_allclose(fixed[..., 0] - x[..., 0], layer.fixed_noise.numpy()[..., 0]
+                               .repeat(2, axis=0), rtol=1e-6)

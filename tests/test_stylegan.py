@@ -1,0 +1,168 @@
+"""Tests for progan_tf.stylegan: NVIDIA's parameter counts, noise, truncation, style mixing,
+fade-in continuity and serialization of the style-based generator."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from progan_tf import stylegan
+from progan_tf.networks import _count, parameters_up_to
+
+TINY = dict(fmap_base=64, fmap_max=16, latent_size=16, dlatent_size=16, mapping_fmaps=16)
+
+
+def normal(*shape, seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    keras.utils.set_random_seed(0)
+    return stylegan.StyleGenerator(32, fused_min_resolution=16, **TINY)
+
+
+def test_parameter_counts_match_nvidia_stylegan():
+    generator = stylegan.StyleGenerator(1024)
+    assert _count(generator) == 26_219_627
+    assert _count(generator.mapping) == 2_101_248
+    assert _count(generator) - _count(generator.mapping) == 24_118_379
+    assert parameters_up_to(generator, 32) == 22_841_356
+    assert _count(stylegan.StyleGenerator(32)) == 22_841_356
+    # Non-trainable state is not counted: dlatent_avg, noise images, fade alpha.
+    assert generator.dlatent_avg.shape == (512,) and not generator.dlatent_avg.trainable
+    assert generator.num_layers == 18
+    assert generator.block_128x128.fused and not generator.block_64x64.fused
+    # The discriminator is ProGAN's plus parameter-free blurs.
+    assert _count(stylegan.stylegan_discriminator(1024)) == 23_087_249
+
+
+def test_mapping_uses_lrmul_on_weights_and_biases_and_broadcasts(tiny):
+    dense = tiny.mapping.dense_0
+    assert dense.lrmul == 0.01 and dense.runtime_scale == pytest.approx(2 ** 0.5 / 4 * 0.01)
+    z = normal(3, 16)
+    w = np.asarray(tiny.mapping_model()(z))
+    assert w.shape == (3, tiny.num_layers, 16)
+    np.testing.assert_array_equal(w[:, 0], w[:, -1])
+    assert tiny.block_4x4.const.numpy().min() == tiny.block_4x4.const.numpy().max() == 1.0
+
+
+def test_zero_initialised_noise_weights_leave_the_output_unchanged(tiny):
+    z = normal(2, 16)
+    tiny.set_noise_mode("random")
+    np.testing.assert_array_equal(tiny.model_for(32)(z), tiny.model_for(32)(z))
+    with_noise = stylegan.StyleGenerator.from_config(tiny.get_config())
+    for target, source in zip(with_noise.weights, tiny.weights):
+        target.assign(source)
+    with_noise.block_8x8.noise1.weight.assign(np.ones(16, "float32"))
+    first, second = with_noise.model_for(32)(z), with_noise.model_for(32)(z)
+    assert not np.allclose(first, second)
+    with_noise.set_noise_mode("const")
+    np.testing.assert_array_equal(with_noise.model_for(32)(z), with_noise.model_for(32)(z))
+
+
+def test_truncation_psi_zero_gives_the_average_and_one_is_identity(tiny):
+    tiny.dlatent_avg.assign(normal(16, seed=7))
+    w = tiny.mapping_model()(normal(5, 16))
+    avg = tiny.dlatent_avg.numpy()
+    zero = np.asarray(stylegan.truncate(w, tiny.dlatent_avg, psi=0.0, cutoff=tiny.num_layers))
+    np.testing.assert_allclose(zero, np.broadcast_to(avg, zero.shape), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(stylegan.truncate(w, tiny.dlatent_avg, psi=1.0), w, rtol=1e-6,
+                               atol=1e-6)
+    half = np.asarray(stylegan.truncate(w, tiny.dlatent_avg, psi=0.5, cutoff=3))
+    np.testing.assert_allclose(half[:, :3], avg + 0.5 * (np.asarray(w)[:, :3] - avg), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_array_equal(half[:, 3:], np.asarray(w)[:, 3:])
+    per_sample = np.asarray(stylegan.truncate(w, tiny.dlatent_avg, psi=np.array(
+        [0.0, 1.0, 1.0, 1.0, 1.0], "float32")))
+    np.testing.assert_allclose(per_sample[0, 0], avg, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(per_sample[1], np.asarray(w)[1], rtol=1e-6)
+
+
+def test_dlatent_average_is_an_exponential_moving_average(tiny):
+    tiny.dlatent_avg.assign(np.zeros(16, "float32"))
+    w = np.asarray(tiny.mapping_model()(normal(4, 16)))
+    tiny.update_dlatent_avg(w, beta=0.995)
+    np.testing.assert_allclose(tiny.dlatent_avg.numpy(), 0.005 * w[:, 0].mean(axis=0), rtol=1e-5)
+
+
+def test_style_mixing_crossover_index_semantics():
+    first = np.zeros((2, 6, 3), "float32")
+    second = np.ones((2, 6, 3), "float32")
+    mixed = np.asarray(stylegan.mix_styles(first, second, 2))
+    assert (mixed[:, :2] == 0).all() and (mixed[:, 2:] == 1).all()
+    np.testing.assert_array_equal(stylegan.mix_styles(first, second, 6), first)
+    cutoffs = [int(stylegan.draw_mixing_cutoff(6, 0.9, [i, 0])) for i in range(400)]
+    assert set(cutoffs) <= {1, 2, 3, 4, 5, 6}
+    no_mix = cutoffs.count(6) / len(cutoffs)
+    assert 0.05 < no_mix < 0.16  # 10 % no mixing; mixing spreads over 1..5 uniformly
+    assert all(cutoffs.count(c) > 40 for c in range(1, 6))
+    assert {int(stylegan.draw_mixing_cutoff(6, 0.0, [i, 0])) for i in range(20)} == {6}
+    assert int(stylegan.draw_mixing_cutoff(6, 0.9, [5, 1])) == int(
+        stylegan.draw_mixing_cutoff(6, 0.9, [5, 1]))
+    assert stylegan.num_layers_at(8) == 4 and stylegan.num_layers_at(1024) == 18
+
+
+def test_synthesis_fade_in_is_continuous(tiny):
+    w = tiny.mapping_model()(normal(3, 16))
+    for res in (8, 16, 32):
+        tiny.set_alpha(1.0)
+        previous = np.asarray(tiny.synthesis_model_for(res // 2)(w))
+        tiny.set_alpha(0.0)
+        grown = np.asarray(tiny.synthesis_model_for(res)(w))
+        np.testing.assert_allclose(grown, previous.repeat(2, 1).repeat(2, 2), rtol=1e-5,
+                                   atol=1e-5)
+    tiny.set_alpha(1.0)
+
+
+def test_changing_alpha_and_noise_mode_does_not_retrace(tiny):
+    model = tiny.model_for(16)
+
+    @tf.function
+    def run(z):
+        return model(z)
+
+    z = normal(2, 16)
+    for alpha in (0.0, 0.5, 1.0):
+        tiny.set_alpha(alpha)
+        run(z)
+    tiny.set_noise_mode("const")
+    run(z)
+    tiny.set_noise_mode("random")
+    assert run.experimental_get_tracing_count() == 1
+
+
+def test_checkpoint_and_config_round_trip(tiny, tmp_path):
+    path = tf.train.Checkpoint(generator=tiny).write(str(tmp_path / "g"))
+    saved = [n for n, _ in tf.train.list_variables(path) if n.endswith("VARIABLE_VALUE")]
+    assert len(saved) == len(tiny.weights)
+    assert "generator/mapping/dense_7/kernel/.ATTRIBUTES/VARIABLE_VALUE" in saved
+    assert "generator/dlatent_avg/.ATTRIBUTES/VARIABLE_VALUE" in saved
+    clone = stylegan.StyleGenerator.from_config(tiny.get_config())
+    tf.train.Checkpoint(generator=clone).read(path).assert_consumed()
+    tiny.set_noise_mode("const")
+    clone.set_noise_mode("const")
+    z = normal(2, 16)
+    np.testing.assert_array_equal(clone.model_for(32)(z), tiny.model_for(32)(z))
+    tiny.set_noise_mode("random")
+
+
+def test_keras_file_round_trip_of_the_synthesis_model(tiny, tmp_path):
+    tiny.set_noise_mode("const")
+    model = tiny.model_for(16)
+    model.save(tmp_path / "g.keras")
+    revived = keras.models.load_model(tmp_path / "g.keras")
+    z = normal(2, 16)
+    np.testing.assert_allclose(revived(z), model(z), rtol=1e-6, atol=1e-6)
+    tiny.set_noise_mode("random")
+
+
+def test_conditional_mapping_embeds_labels():
+    generator = stylegan.StyleGenerator(8, label_size=3, **TINY)
+    # Label embedding 3 x 16, first dense takes 32 inputs (latents + embedded labels).
+    assert generator.mapping.label_embedding.shape == (3, 16)
+    assert generator.mapping.dense_0.kernel.shape == (32, 16)
+    z, labels = normal(3, 16), np.eye(3, dtype="float32")
+    images = generator.model_for(8)([z, labels])
+    assert images.shape == (3, 8, 8, 3)
+    assert not np.allclose(images, generator.model_for(8)([z, labels[::-1]]))
