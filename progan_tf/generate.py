@@ -49,12 +49,12 @@ def parse_seeds(text):
         high = low if match[2] is None else int(match[2])
         if high < low:
             raise GenerateError(f"--seeds: range {part.strip()!r} runs backwards")
-        if high - low >= MAX_SEEDS:
-            raise GenerateError(f"--seeds: range {part.strip()!r} has more than {MAX_SEEDS} seeds")
         for seed in (low, high):
             if not 0 <= seed < SEED_LIMIT:
                 raise GenerateError(f"--seeds: {seed} is out of range (seeds are "
                                     f"0..{SEED_LIMIT - 1})")
+        if high - low >= MAX_SEEDS:
+            raise GenerateError(f"--seeds: range {part.strip()!r} has more than {MAX_SEEDS} seeds")
         seeds.extend(range(low, high + 1))
     return seeds
 
