@@ -1,0 +1,115 @@
+"""Command line: python -m progan_tf.metrics --metrics NAMES [sources] [--num N].
+
+    # FID and SWD of an exported generator against its dataset (the papers' 50k / 16k images)
+    python -m progan_tf.metrics --metrics fid,swd --data_dir datasets/fashion_mnist \\
+        --saved_model results/00000-quickstart/export/generator
+    # a run's latest checkpoint, 1,000 images each; appends to the run's metrics.jsonl and
+    # writes TensorBoard scalars Metrics/<name> into the run directory
+    python -m progan_tf.metrics --metrics swd,ms_ssim,fid --num 1000 \\
+        --data_dir datasets/fashion_mnist --run_dir results/00000-quickstart
+    # the reals' own numbers: SWD noise floor and MS-SSIM of the dataset
+    python -m progan_tf.metrics --metrics swd_reals,ms_ssim_reals --data_dir datasets/emoji
+    # perceptual path length (ppl_w* need a StyleGAN generator)
+    python -m progan_tf.metrics --metrics ppl_zfull,ppl_wend --saved_model EXPORT --num 2000
+
+Metrics: swd, swd_reals, ms_ssim, ms_ssim_reals, fid, ppl_zfull, ppl_zend, ppl_wfull, ppl_wend.
+FID and PPL need the offline weights once: python -m progan_tf.metrics.weights fetch.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+_METRICS = flags.DEFINE_string(
+    "metrics", None, "Comma-separated metric names: swd, swd_reals, ms_ssim, ms_ssim_reals, fid, "
+    "ppl_zfull, ppl_zend, ppl_wfull, ppl_wend.", required=True)
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset pyramid (<name>-rXX.tfrecords); "
+                                "its top level gives the reals.")
+_SAVED_MODEL = flags.DEFINE_string("saved_model", None, "Exported generator: a SavedModel "
+                                   "directory or a model directory of numbered versions.")
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "Training run directory (or checkpoint prefix): "
+                               "the generator comes from its latest checkpoint unless "
+                               "--saved_model is given; results go to its metrics.jsonl.")
+_RAW = flags.DEFINE_boolean("raw", False, "With --run_dir: the trained generator instead of its "
+                            "moving average.")
+_NUM = flags.DEFINE_integer("num", None, "Images per metric (pairs for ppl_*). Default: the "
+                            "papers' (swd 16384, ms_ssim 20000 = 10k pairs, fid 50000, "
+                            "ppl 100000).", lower_bound=2)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per step.", lower_bound=1)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of latents, SWD patches and PPL sampling.")
+_MIRROR_REALS = flags.DEFINE_boolean("mirror_reals", False, "Flip a random half of the reals "
+                                     "(for runs trained with mirror augmentation).")
+_PPL_CROP = flags.DEFINE_boolean("ppl_crop", True, "PPL: crop to StyleGAN's face region "
+                                 "(rows 3/8..7/8, cols 2/8..6/8).")
+_FID_CACHE = flags.DEFINE_boolean("fid_reals_cache", True, "Cache the reals' Inception "
+                                  "statistics in the cache directory.")
+_CACHE_DIR = flags.DEFINE_string("cache_dir", None, "Weights and statistics cache (default "
+                                 "$PROGAN_TF_CACHE or ~/.cache/progan_tf).")
+_RESULTS_FILE = flags.DEFINE_string("results_file", None, "Append results here (JSON lines); "
+                                    "default <run_dir>/metrics.jsonl with --run_dir.")
+_LOG_DIR = flags.DEFINE_string("log_dir", None, "TensorBoard directory for Metrics/<name> "
+                               "scalars; default the run directory with --run_dir.")
+_KIMG = flags.DEFINE_float("kimg", None, "Training progress to record (default: read from the "
+                           "checkpoint with --run_dir).")
+_QUIET = flags.DEFINE_boolean("quiet", False, "No progress lines.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from data_tools.errors import DataError
+    from progan_tf.metrics import evaluate, sources, weights
+
+    if _CACHE_DIR.value:
+        os.environ["PROGAN_TF_CACHE"] = os.path.abspath(os.path.expanduser(_CACHE_DIR.value))
+    try:
+        names = evaluate.parse_metric_names(_METRICS.value)
+        reals = None
+        if _DATA_DIR.value:
+            reals = sources.RealImages(_DATA_DIR.value, mirror=_MIRROR_REALS.value, seed=_SEED.value)
+        generator, kimg, run_dir = None, _KIMG.value, None
+        if _RUN_DIR.value:
+            from exports import run_dir as run_dir_lib
+
+            try:
+                run_dir = run_dir_lib.locate_checkpoint(_RUN_DIR.value).run_dir
+            except run_dir_lib.ExportError as error:
+                raise sources.SourceError(f"--run_dir: {error}") from None
+        needs_generator = any(evaluate.METRICS[n].needs_generator for n in names)
+        if _SAVED_MODEL.value and needs_generator:
+            generator = sources.generator_from_saved_model(_SAVED_MODEL.value)
+        elif _RUN_DIR.value and needs_generator:
+            generator, checkpoint_kimg = sources.generator_from_run_dir(_RUN_DIR.value,
+                                                                        raw=_RAW.value)
+            kimg = checkpoint_kimg if kimg is None else kimg
+        results = evaluate.compute_metrics(
+            names, generator=generator, reals=reals, num=_NUM.value, batch_size=_BATCH_SIZE.value,
+            seed=_SEED.value, ppl_crop=_PPL_CROP.value,
+            fid_reals_cache=None if _FID_CACHE.value else False,
+            progress_stream=None if _QUIET.value else sys.stderr)
+    except (evaluate.MetricsError, sources.SourceError, weights.WeightsError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+    for line in evaluate.format_results(results):
+        print(line)
+    results_file = _RESULTS_FILE.value or (os.path.join(run_dir, "metrics.jsonl") if run_dir
+                                           else None)
+    extra = {"generator": None if generator is None else generator.description,
+             "data_dir": _DATA_DIR.value}
+    if results_file:
+        evaluate.append_jsonl(results_file, results, kimg=kimg, extra=extra)
+        print(f"appended to {results_file}")
+    log_dir = _LOG_DIR.value or run_dir
+    if log_dir:
+        evaluate.write_tensorboard(log_dir, results, step=int(round(kimg or 0)))
+        print(f"TensorBoard scalars Metrics/<name> in {log_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
