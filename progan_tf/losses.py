@@ -1,0 +1,126 @@
+"""GAN losses as pure functions, per sample (SPEC 2, 3; [PG] loss.py, [SG] loss.py).
+
+Every function returns per-sample values [N]; the trainer averages them over the global batch.
+Randomness (the interpolation factor of the gradient penalty) is passed in by the caller.
+Scores are the critic's column 0, [N]; label logits its columns 1.., [N, L].
+
+- WGAN-GP with epsilon drift (ProGAN's default):
+    G: -D(G(z));  D: D(fake) - D(real) + lambda / target^2 * (||grad D(x_hat)|| - target)^2
+                     + epsilon * D(real)^2,  x_hat = real + u * (fake - real), u ~ U(0, 1) per sample.
+- LSGAN ([PG-th], real -> 0 convention): G: D(fake)^2;  D: D(real)^2 + 0.1 * (D(fake) - 1)^2.
+- Non-saturating logistic with R1 (StyleGAN): G: softplus(-D(G(z)));
+    D: softplus(D(fake)) + softplus(-D(real)) + gamma / 2 * sum_HWC (grad_real D(real))^2.
+- AC-GAN ([PG] loss.py): softmax cross-entropy of the label logits, weight `cond_weight`, on fakes
+  for G and on reals + fakes for D.
+"""
+
+import tensorflow as tf
+
+# Inside the square root of the gradient norm so that a zero gradient has a finite derivative
+# (sqrt'(0) is infinite; SPEC 9). The original has none; the effect on the norm is < 1e-4.
+NORM_EPSILON = 1e-8
+
+LOSSES = ("wgan_gp", "lsgan", "logistic_r1")
+
+
+def critic_gradients(critic, images):
+    """Gradient of sum(critic(images)) with respect to the images, [N, H, W, C].
+
+    critic: maps [N, H, W, C] to scores [N]. The sum is taken inside the tape, otherwise the
+    gradient is None (SPEC 7). Each sample's score depends only on that sample (up to the
+    minibatch-stddev layer), so row n is the gradient of score n.
+    """
+    images = tf.convert_to_tensor(images)
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        total_score = tf.reduce_sum(tf.cast(critic(images), tf.float32))
+    return tf.cast(tape.gradient(total_score, images), tf.float32)
+
+
+def gradient_norms(gradients, epsilon=NORM_EPSILON):
+    """Per-sample L2 norm over H, W, C: sqrt(sum(g^2) + epsilon), [N, H, W, C] -> [N]."""
+    return tf.sqrt(tf.reduce_sum(tf.square(gradients), axis=[1, 2, 3]) + epsilon)
+
+
+def interpolate(reals, fakes, mix):
+    """x_hat = reals + mix * (fakes - reals); mix [N, 1, 1, 1] in [0, 1]."""
+    return reals + tf.cast(mix, reals.dtype) * (tf.cast(fakes, reals.dtype) - reals)
+
+
+def gradient_penalty(critic, reals, fakes, mix, target=1.0):
+    """WGAN-GP term (||grad critic(x_hat)|| - target)^2 per sample, [N], and the norms [N].
+
+    reals, fakes: [N, H, W, C]; mix: [N, 1, 1, 1], u ~ U(0, 1) per sample.
+    Returns (penalty [N], norms [N]); the caller weights it by lambda / target^2.
+    """
+    norms = gradient_norms(critic_gradients(critic, interpolate(reals, fakes, mix)))
+    return tf.square(norms - target), norms
+
+
+def r1_penalty(critic, reals):
+    """R1 term sum_HWC (grad_real critic(real))^2 per sample, [N] (weight it by gamma / 2)."""
+    return tf.reduce_sum(tf.square(critic_gradients(critic, reals)), axis=[1, 2, 3])
+
+
+def drift_penalty(real_scores):
+    """Epsilon-drift term D(real)^2 per sample, [N]."""
+    return tf.square(real_scores)
+
+
+def wgan_g_loss(fake_scores):
+    """WGAN generator loss -D(G(z)), [N]."""
+    return -fake_scores
+
+
+def wgan_d_loss(real_scores, fake_scores):
+    """WGAN critic loss D(fake) - D(real), [N]."""
+    return fake_scores - real_scores
+
+
+def wgan_gp_d_loss(real_scores, fake_scores, penalty, gp_lambda=10.0, gp_target=1.0,
+                   drift_weight=0.001):
+    """Full WGAN-GP critic loss per sample, [N] ([PG] D_wgangp_acgan without labels).
+
+    penalty: (||grad|| - gp_target)^2 from `gradient_penalty`, [N]; it is weighted by
+    gp_lambda / gp_target^2 as in the original (CIFAR-10 uses gp_target 750).
+    """
+    return (wgan_d_loss(real_scores, fake_scores)
+            + penalty * (gp_lambda / gp_target ** 2)
+            + drift_penalty(real_scores) * drift_weight)
+
+
+def lsgan_g_loss(fake_scores):
+    """LSGAN generator loss D(fake)^2, [N] (real -> 0 convention of [PG-th])."""
+    return tf.square(fake_scores)
+
+
+def lsgan_d_loss(real_scores, fake_scores, fake_weight=0.1):
+    """LSGAN discriminator loss D(real)^2 + fake_weight * (D(fake) - 1)^2, [N]."""
+    return tf.square(real_scores) + fake_weight * tf.square(fake_scores - 1.0)
+
+
+def logistic_ns_g_loss(fake_scores):
+    """Non-saturating logistic generator loss softplus(-D(G(z))), [N]."""
+    return tf.nn.softplus(-fake_scores)
+
+
+def logistic_d_loss(real_scores, fake_scores):
+    """Logistic discriminator loss softplus(D(fake)) + softplus(-D(real)), [N]."""
+    return tf.nn.softplus(fake_scores) + tf.nn.softplus(-real_scores)
+
+
+def logistic_r1_d_loss(real_scores, fake_scores, r1, r1_gamma=10.0):
+    """Logistic discriminator loss with R1: + gamma / 2 * r1, [N]; r1 from `r1_penalty`."""
+    return logistic_d_loss(real_scores, fake_scores) + r1 * (r1_gamma * 0.5)
+
+
+def label_penalty(labels, label_logits):
+    """AC-GAN term: softmax cross-entropy of the label logits [N, L] against labels [N, L], [N]."""
+    return tf.nn.softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.float32),
+                                                   logits=tf.cast(label_logits, tf.float32))
+
+
+def split_scores(outputs):
+    """D output [N, 1 + L] -> (scores [N] float32, label logits [N, L] float32)."""
+    outputs = tf.cast(outputs, tf.float32)
+    return outputs[:, 0], outputs[:, 1:]
