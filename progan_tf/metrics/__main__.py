@@ -51,8 +51,9 @@ _CACHE_DIR = flags.DEFINE_string("cache_dir", None, "Weights and statistics cach
                                  "$PROGAN_TF_CACHE or ~/.cache/progan_tf).")
 _RESULTS_FILE = flags.DEFINE_string("results_file", None, "Append results here (JSON lines); "
                                     "default <run_dir>/metrics.jsonl with --run_dir.")
-_LOG_DIR = flags.DEFINE_string("log_dir", None, "TensorBoard directory for Metrics/<name> "
-                               "scalars; default the run directory with --run_dir.")
+_TENSORBOARD_DIR = flags.DEFINE_string("tensorboard_dir", None, "Directory for TensorBoard "
+                                       "scalars Metrics/<name>; default the run directory "
+                                       "with --run_dir.")
 _KIMG = flags.DEFINE_float("kimg", None, "Training progress to record (default: read from the "
                            "checkpoint with --run_dir).")
 _QUIET = flags.DEFINE_boolean("quiet", False, "No progress lines.")
@@ -104,7 +105,7 @@ def main(argv):
     if results_file:
         evaluate.append_jsonl(results_file, results, kimg=kimg, extra=extra)
         print(f"appended to {results_file}")
-    log_dir = _LOG_DIR.value or run_dir
+    log_dir = _TENSORBOARD_DIR.value or run_dir
     if log_dir:
         evaluate.write_tensorboard(log_dir, results, step=int(round(kimg or 0)))
         print(f"TensorBoard scalars Metrics/<name> in {log_dir}")

@@ -170,12 +170,14 @@ def compute_metrics(names, generator=None, reals=None, num=None, batch_size=32, 
         raise MetricsError(f"--num must be at least 2, got {num}")
     real_windows, fake_windows, finishers = [], [], []  # finishers: (metric, () -> values)
 
-    # SWD: one descriptor set per distinct window of reals; fakes get their own.
+    # SWD: one descriptor set per distinct window of reals, one for the fakes. All draw their
+    # patch positions from the same seed (common random numbers: a set compared with itself
+    # gives exactly 0, and reals and fakes are sampled alike).
     real_sets = {}
 
     def real_descriptor_set(metric, start, count):
         if (start, count) not in real_sets:
-            descriptors = swd_lib.DescriptorSet(reals.resolution, seed=seed + 11 + len(real_sets))
+            descriptors = swd_lib.DescriptorSet(reals.resolution, seed=seed + 11)
             real_sets[(start, count)] = descriptors
             real_windows.append(_Window(metric, start, count,
                                         lambda x: descriptors.feed(_rgb(x))))
@@ -187,7 +189,7 @@ def compute_metrics(names, generator=None, reals=None, num=None, batch_size=32, 
         count = counts[name]
         set_a = real_descriptor_set(name, 0, count)
         if name == "swd":
-            set_b = swd_lib.DescriptorSet(reals.resolution, seed=seed + 7)
+            set_b = swd_lib.DescriptorSet(reals.resolution, seed=seed + 11)
             fake_windows.append(_Window(name, 0, count, lambda x, s=set_b: s.feed(_rgb(x))))
         else:
             set_b = real_descriptor_set(name, count, count)
