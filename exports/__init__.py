@@ -10,6 +10,8 @@ Library use (the trainer, at the end of a run):
                                    meta={"training_kimg": kimg, "flags": flags})
 """
 
+import os
+
 from exports.run_dir import ExportError, load_generator, locate_checkpoint, run_meta
 from exports.saved_model import (META_DIR, META_FILENAME, existing_versions, export_generator,
                                  latest_version_dir)
@@ -31,8 +33,6 @@ def export_checkpoint(checkpoint, out_dir=None, model_name="generator", raw=Fals
     checkpoint: run directory, its checkpoints/ directory, or a checkpoint prefix.
     out_dir: default `<run dir>/export`.
     """
-    import os
-
     generator, location = load_generator(checkpoint, raw=raw)
     out_dir = out_dir or os.path.join(location.run_dir, "export")
     return export_generator(generator, out_dir, model_name, meta=run_meta(location, raw=raw),

@@ -196,6 +196,41 @@ def test_fresh_tensorflow_only_process_gets_exactly_the_keras_images(run, tmp_pa
     np.testing.assert_array_equal(out["seeds_images"], expected_uint8(model(seed_latents)))
 
 
+def test_training_run_export_renders_in_a_fresh_process_like_its_checkpoint(tmp_path):
+    # train -> export (by the trainer) -> fresh TensorFlow-only process -> images, compared with
+    # the EMA generator restored from the run's last checkpoint.
+    import io
+
+    from progan_tf import config, trainer
+
+    reals = np.random.default_rng(0).uniform(-1, 1, size=(32, 8, 8, 3)).astype(np.float32)
+    cfg = config.TrainConfig(
+        data_dir="in-memory", results_dir=str(tmp_path / "results"), desc="roundtrip",
+        total_kimg=0.048, lod_training_kimg=0.016, lod_transition_kimg=0.016, minibatch_base=8,
+        minibatch_dict={}, tick_kimg_base=0.016, tick_kimg_dict={}, fmap_base=32, fmap_max=16,
+        strategy="one_device", grid_size=(2, 2))
+    result = trainer.train(cfg, source=trainer.InMemorySource(reals),
+                           strategy=tf.distribute.OneDeviceStrategy("/cpu:0"),
+                           log_stream=io.StringIO())
+    assert result.export_dir == os.path.join(result.run_dir, "export", "generator", "1")
+    script = tmp_path / "load.py"
+    script.write_text(FRESH_PROCESS)
+    z = latents(3, seed=2)
+    np.savez(tmp_path / "in.npz", latents=z, seeds=np.array([4, 5], np.int64))
+    run_result = run_quietly([sys.executable, str(script), result.export_dir,
+                              str(tmp_path / "in.npz"), str(tmp_path / "out.npz")], cwd=tmp_path)
+    assert run_result.returncode == 0, run_result.stderr[-2000:]
+    out = np.load(tmp_path / "out.npz")
+    generator_ema, _ = exports.load_generator(result.run_dir)
+    keras_images = generator_ema.model_for(8)(z).numpy()
+    assert out["default_images"].shape == (3, 8, 8, 3)
+    np.testing.assert_array_equal(out["default_images"], expected_uint8(keras_images))
+    with open(os.path.join(result.export_dir, "assets.extra", "serving_meta.json")) as file:
+        meta = json.load(file)
+    assert meta["training_kimg"] == pytest.approx(result.kimg)
+    assert meta["flags"]["total_kimg"] == pytest.approx(0.048)
+
+
 def test_generate_seeds_gives_a_seed_the_same_image_in_any_batch(loaded):
     generate_seeds = loaded.signatures["generate_seeds"]
     batch = generate_seeds(seeds=tf.constant([3, 7, 11, 4000000000], tf.int64))
