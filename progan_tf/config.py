@@ -6,9 +6,9 @@ import math
 import os
 import types
 
-from progan_tf import losses
 from progan_tf import schedule as schedule_lib
 
+LOSSES = ("wgan_gp", "lsgan", "logistic_r1")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 ARCHITECTURES = ("progan",)
 MBSTD_GROUPINGS = ("consecutive", "strided")
@@ -62,8 +62,8 @@ class TrainConfig:
     Output
       image_snapshot_ticks: fake-image grid every N ticks; checkpoint_ticks: checkpoint every N
       ticks; keep_checkpoints: checkpoints kept; grid_size: (width, height) of the sample grid
-      in images, None = fill a 1080p screen as the original does; export_model_name: name of
-      the SavedModel directory under `<run dir>/export`.
+      in images, None = fill a 1080p screen as the original does; export: write the EMA
+      generator as a SavedModel at the end, named export_model_name under `<run dir>/export`.
     """
 
     data_dir: str
@@ -118,6 +118,7 @@ class TrainConfig:
     checkpoint_ticks: int = 1
     keep_checkpoints: int = 3
     grid_size: tuple | None = None
+    export: bool = True
     export_model_name: str = "generator"
 
     def __post_init__(self):
@@ -172,8 +173,8 @@ class TrainConfig:
         if self.mbstd_grouping not in MBSTD_GROUPINGS:
             fail(f"--mbstd_grouping: must be one of {', '.join(MBSTD_GROUPINGS)}, got "
                  f"{self.mbstd_grouping!r}")
-        if self.loss not in losses.LOSSES:
-            fail(f"--loss: must be one of {', '.join(losses.LOSSES)}, got {self.loss!r}")
+        if self.loss not in LOSSES:
+            fail(f"--loss: must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.gp_target <= 0:
             fail(f"--gp_target: must be positive, got {self.gp_target!r}")
         for flag in ("gp_lambda", "drift_weight", "r1_gamma", "cond_weight", "ema_kimg"):

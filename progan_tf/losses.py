@@ -20,8 +20,6 @@ import tensorflow as tf
 # (sqrt'(0) is infinite; SPEC 9). The original has none; the effect on the norm is < 1e-4.
 NORM_EPSILON = 1e-8
 
-LOSSES = ("wgan_gp", "lsgan", "logistic_r1")
-
 
 def critic_gradients(critic, images):
     """Gradient of sum(critic(images)) with respect to the images, [N, H, W, C].

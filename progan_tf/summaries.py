@@ -39,8 +39,9 @@ def grid_shape(resolution):
 
 
 def to_uint8(images):
-    """[-1, 1] float images -> uint8 by x * 127.5 + 127.5, rounded and clipped (SPEC 2)."""
-    images = np.asarray(images, dtype=np.float32)
+    """[-1, 1] float images -> uint8 by x * 127.5 + 127.5, rounded and clipped (SPEC 2);
+    NaN -> 128."""
+    images = np.nan_to_num(np.asarray(images, dtype=np.float32))  # a diverged G shows black
     return np.clip(np.rint(images * 127.5 + 127.5), 0, 255).astype(np.uint8)
 
 

@@ -79,7 +79,7 @@ _USE_LABELS = flags.DEFINE_boolean(
     "use_labels", False, "Condition G on the dataset's labels and train D's auxiliary "
     "classifier (AC-GAN), the original's max_label_size='full'.")
 # Loss and optimizer.
-_LOSS = flags.DEFINE_enum("loss", "wgan_gp", list(config.losses.LOSSES),
+_LOSS = flags.DEFINE_enum("loss", "wgan_gp", list(config.LOSSES),
                           "wgan_gp (ProGAN), lsgan, or logistic_r1 (StyleGAN).")
 _GP_LAMBDA = flags.DEFINE_float("gp_lambda", 10.0, "WGAN-GP gradient penalty weight.")
 _GP_TARGET = flags.DEFINE_float("gp_target", 1.0, "WGAN-GP target gradient norm (750 CIFAR-10).")
@@ -114,6 +114,8 @@ _CHECKPOINT_TICKS = flags.DEFINE_integer("checkpoint_ticks", 1, "Checkpoint ever
 _KEEP_CHECKPOINTS = flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints to keep.")
 _GRID_SIZE = flags.DEFINE_string(
     "grid_size", "", "Sample grid as WIDTHxHEIGHT images; empty = fill a 1080p screen.")
+_EXPORT = flags.DEFINE_boolean("export", True,
+                              "Export the EMA generator as a SavedModel at the end of training.")
 _EXPORT_MODEL_NAME = flags.DEFINE_string(
     "export_model_name", "generator", "SavedModel name under <run dir>/export/ at the end.")
 
@@ -165,7 +167,7 @@ def build_config(values):
         image_snapshot_ticks=values["image_snapshot_ticks"],
         checkpoint_ticks=values["checkpoint_ticks"], keep_checkpoints=values["keep_checkpoints"],
         grid_size=_parse_grid_size(values["grid_size"]),
-        export_model_name=values["export_model_name"])
+        export=values["export"], export_model_name=values["export_model_name"])
 
 
 def _flag_values():

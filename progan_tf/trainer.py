@@ -194,8 +194,10 @@ class TrainingState(tf.Module):
         self.tick_start_nimg = tf.Variable(0, dtype=tf.int64, trainable=False,
                                            name="tick_start_nimg")
         self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_steps")
-        self.nonfinite_in_a_row = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                              name="nonfinite_in_a_row")
+        self.d_nonfinite_in_a_row = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                                name="d_nonfinite_in_a_row")
+        self.g_nonfinite_in_a_row = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                                name="g_nonfinite_in_a_row")
         self.train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False,
                                          name="train_seconds")
 
@@ -209,7 +211,8 @@ class TrainingState(tf.Module):
     @staticmethod
     def names():
         return ("nimg", "data_position", "d_steps", "g_steps", "prev_lod", "tick",
-                "tick_start_nimg", "skipped_steps", "nonfinite_in_a_row", "train_seconds")
+                "tick_start_nimg", "skipped_steps", "d_nonfinite_in_a_row", "g_nonfinite_in_a_row",
+                "train_seconds")
 
 
 def network_kwargs(cfg, resolution, num_channels, label_size):
@@ -238,7 +241,7 @@ class GanTrainer:
         self.labels = (tf.constant(np.asarray(labels, np.float32))
                        if self.label_size else None)
         self.trace_counts = collections.Counter()
-        self._d_step_fns, self._g_step_fns, self._d_grad_fns, self._render_fns = {}, {}, {}, {}
+        self._d_step_fns, self._g_step_fns, self._grad_fns, self._render_fns = {}, {}, {}, {}
         g_kwargs, d_kwargs = network_kwargs(cfg, resolution, num_channels, self.label_size)
         keras.utils.set_random_seed(cfg.seed)
         with strategy.scope():
@@ -479,21 +482,30 @@ class GanTrainer:
         return out
 
     def d_gradients(self, batch, resolution, minibatch):
-        """Summed D gradients over the replicas and the stats of one D step, nothing applied
-        (for tests and debugging). Returns ({variable path: gradient}, stats)."""
-        key = (resolution, minibatch)
-        variables = self._d_vars(resolution)
-        if key not in self._d_grad_fns:
+        """Summed D gradients over the replicas and the stats of one D step at the current D
+        step counter, nothing applied (for tests and debugging).
+        Returns ({variable path: gradient}, stats)."""
+        reals, labels = batch
+        return self._gradients("d", self._d_replica, self._d_vars(resolution),
+                               (reals, labels, self.state.d_steps.read_value()), resolution,
+                               minibatch)
+
+    def g_gradients(self, resolution, minibatch):
+        """As `d_gradients` for the generator step at the current G step counter."""
+        return self._gradients("g", self._g_replica, self._g_vars(resolution),
+                               (self.state.g_steps.read_value(),), resolution, minibatch)
+
+    def _gradients(self, kind, replica_fn, variables, args, resolution, minibatch):
+        key = (kind, resolution, minibatch)
+        if key not in self._grad_fns:
             @tf.function
-            def d_grads(reals, labels, counter):
+            def gradients(*args):
                 grads, stats, _ = self.strategy.run(
-                    self._d_replica, args=(reals, labels, counter),
-                    kwargs=dict(resolution=resolution, minibatch=minibatch))
+                    replica_fn, args=args, kwargs=dict(resolution=resolution, minibatch=minibatch))
                 return ([self.strategy.reduce(tf.distribute.ReduceOp.SUM, g, axis=None)
                          for g in grads], self._reduce(stats))
-            self._d_grad_fns[key] = d_grads
-        reals, labels = batch
-        grads, stats = self._d_grad_fns[key](reals, labels, self.state.d_steps.read_value())
+            self._grad_fns[key] = gradients
+        grads, stats = self._grad_fns[key](*args)
         return {v.path: g for v, g in zip(variables, grads)}, stats
 
     def distribute(self, dataset_fn):
@@ -823,26 +835,20 @@ def _loop(run, stop):
 
             iterator, iterator_key = iter(trainer.distribute(dataset_fn)), key
         beta = ema_beta_for(cfg, phase.minibatch)
-        applied = []
+        applied = {"d": [], "g": []}
         for _ in range(cfg.minibatch_repeats):
             for _ in range(cfg.d_repeats):
                 stats, ok = trainer.d_step(next(iterator), phase.resolution, phase.minibatch, beta)
-                applied.append(ok)
+                applied["d"].append(ok)
                 _collect(run.tick_stats, stats)
                 nimg += phase.minibatch
                 data_position += phase.minibatch
             stats, ok = trainer.g_step(phase.resolution, phase.minibatch)
-            applied.append(ok)
+            applied["g"].append(ok)
             _collect(run.tick_stats, stats)
         state.assign(nimg=nimg, data_position=data_position)
-        in_a_row = state.nonfinite_in_a_row.numpy().item()
-        for ok in applied:
-            if bool(ok):
-                in_a_row = 0
-            else:
-                in_a_row += 1
-                state.skipped_steps.assign_add(1)
-        state.nonfinite_in_a_row.assign(in_a_row)
+        _count_skipped(state, applied)
+        in_a_row = max(state.d_nonfinite_in_a_row.numpy(), state.g_nonfinite_in_a_row.numpy())
         if in_a_row >= cfg.max_nonfinite_steps:
             state.train_seconds.assign(time.time() - train_start)
             path = run.save_checkpoint()
@@ -901,11 +907,26 @@ def _loop(run, stop):
         run.save_checkpoint()
     export_dir = None
     if run.chief:
-        export_dir = run.export(phase.resolution)
-        log(f"Exported the EMA generator to {export_dir}")
+        if cfg.export:
+            export_dir = run.export(phase.resolution)
+            log(f"Exported the EMA generator to {export_dir}")
         summaries.write_atomic(os.path.join(run.run_dir, DONE_FILE), b"")
     log(f"Training done at kimg {nimg / 1000:.1f}")
     return TrainResult(run.run_dir, "done", nimg / 1000.0, export_dir=export_dir)
+
+
+def _count_skipped(state, applied):
+    """Updates the skipped-step total and the per-network runs of consecutive skipped steps."""
+    for network, flags in applied.items():
+        counter = getattr(state, f"{network}_nonfinite_in_a_row")
+        in_a_row = counter.numpy().item()
+        for ok in flags:
+            if bool(ok):
+                in_a_row = 0
+            else:
+                in_a_row += 1
+                state.skipped_steps.assign_add(1)
+        counter.assign(in_a_row)
 
 
 def _collect(store, stats):
