@@ -279,3 +279,18 @@ def test_run_directory_generator_is_restored_from_the_checkpoint(tmp_path):
                                trained.model_for(16)(latents).numpy(), atol=1e-6)
     with pytest.raises(sources.SourceError, match="network.json"):
         sources.generator_from_run_dir(str(tmp_path))
+
+
+def test_progress_lines_show_counts_percent_and_rate_and_end_once():
+    import io
+
+    from progan_tf.metrics.progress import Progress
+
+    stream = io.StringIO()
+    progress = Progress(10, "fakes", stream=stream, min_interval=0)
+    for _ in range(5):
+        progress.update(2)
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 5 and lines[-1].startswith("fakes")
+    assert "10/10" in lines[-1] and "100.0%" in lines[-1] and "img/s" in lines[-1]

@@ -24,6 +24,7 @@ class Progress:
         self.done = 0
         self._start = time.monotonic()
         self._last = 0.0
+        self._written_at = -1
         self._tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
         self._interval = min_interval if self._tty else min_interval * 10
 
@@ -48,10 +49,11 @@ class Progress:
             self._write(final=False)
 
     def close(self):
-        if self.stream is not None:
+        if self.stream is not None and (self._tty or self._written_at != self.done):
             self._write(final=True)
 
     def _write(self, final):
+        self._written_at = self.done
         if self._tty:
             self.stream.write("\r" + self.line() + ("\n" if final else ""))
         else:
