@@ -19,7 +19,8 @@ import sys
 import tensorflow as tf
 
 # architecture in network.json -> (module, class) of its generator; StyleGAN adds its entry.
-GENERATOR_CLASSES = {"progan": ("progan_tf.networks", "Generator")}
+GENERATOR_CLASSES = {"progan": ("progan_tf.networks", "Generator"),
+                     "stylegan": ("progan_tf.stylegan", "StyleGenerator")}
 
 # Checkpointed variables (last path element) that hold the training progress.
 _KIMG_KEYS = {"kimg": 1.0, "cur_kimg": 1.0, "images_seen": 1e-3, "cur_nimg": 1e-3,

@@ -156,7 +156,55 @@ def progan_endpoints(generator, resolution=None):
     ]
 
 
-ENDPOINT_BUILDERS = {"progan": progan_endpoints}
+def dlatents_spec(num_layers, dlatent_size):
+    return tf.TensorSpec([None, num_layers, dlatent_size], tf.float32, name="dlatents")
+
+
+def stylegan_endpoints(generator, resolution=None):
+    """StyleGAN: serving_default (no truncation), generate_seeds with a required per-example
+    `truncation_psi` [N] (1 = none; applied to the first `truncation_cutoff` = 8 layers around
+    `dlatent_avg`), `mapping` (latents -> dlatents [N, num_layers, D]) and `synthesis`
+    (dlatents -> images). The noise inputs are switched to each layer's fixed noise image, so
+    an exported model renders every latent the same way every time."""
+    from progan_tf import stylegan  # only StyleGAN exports need the project's package
+
+    generator.set_noise_mode("const")
+    res = resolution or generator.resolution
+    mapping, synthesis = generator.mapping_model(), generator.synthesis_model_for(res)
+    size = (generator.latent_size, generator.label_size)
+
+    def map_latents(latents, labels=None):
+        return mapping(latents if labels is None else [latents, labels])
+
+    def render(latents, labels=None, truncation_psi=None):
+        dlatents = map_latents(latents, labels)
+        if truncation_psi is not None:
+            dlatents = stylegan.truncate(dlatents, generator.dlatent_avg, truncation_psi)
+        return synthesis(dlatents)
+
+    def mapping_outputs(latents, labels=None):
+        dlatents = map_latents(latents, labels)
+        avg = tf.cast(generator.dlatent_avg, tf.float32)[None]
+        return {"dlatents": dlatents,
+                "dlatent_avg": tf.tile(avg, [tf.shape(dlatents)[0], 1])}
+
+    return [
+        latents_endpoint("serving_default", *size, render,
+                         description="latents (+ labels) -> images uint8, images_float float32 "
+                                     "(no truncation)"),
+        seeds_endpoint(*size, render, extra_inputs=(truncation_psi_spec(),),
+                       description="seeds (philox key [seed, 0]) (+ labels), truncation_psi -> "
+                                   "images, images_float, latents"),
+        Endpoint("mapping", latents_endpoint("mapping", *size, None).inputs, mapping_outputs,
+                 description="latents (+ labels) -> dlatents [N, num_layers, dlatent_size], "
+                             "dlatent_avg [N, dlatent_size] (the truncation centre, per row)"),
+        Endpoint("synthesis", (dlatents_spec(generator.num_layers, generator.dlatent_size),),
+                 lambda dlatents: image_outputs(synthesis(dlatents)),
+                 description="dlatents -> images uint8, images_float float32"),
+    ]
+
+
+ENDPOINT_BUILDERS = {"progan": progan_endpoints, "stylegan": stylegan_endpoints}
 
 
 def architecture_of(generator):

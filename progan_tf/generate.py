@@ -244,6 +244,73 @@ class LoadedGenerator:
         return self._run("generate_seeds", inputs, batch_size)
 
 
+    @property
+    def has_styles(self):
+        return "mapping" in self.functions and "synthesis" in self.functions
+
+    def dlatents_for_seeds(self, seeds, labels=None, truncation_psi=None, cutoff=8,
+                           batch_size=16):
+        """[N] seeds -> dlatents [N, num_layers, D] via `mapping`, truncated like StyleGAN
+        (layers < cutoff pulled towards dlatent_avg by psi)."""
+        import tensorflow as tf
+
+        specs, function = self.functions["mapping"]
+        latents = seed_latents(seeds, self.latent_size)
+        parts = []
+        for start in range(0, len(seeds), batch_size):
+            feed = {"latents": tf.constant(latents[start:start + batch_size])}
+            if labels is not None:
+                feed["labels"] = tf.constant(labels[start:start + batch_size], tf.float32)
+            out = function(**feed)
+            dlatents, avg = out["dlatents"].numpy(), out["dlatent_avg"].numpy()[:, None]
+            if truncation_psi is not None:
+                truncated = avg + truncation_psi * (dlatents - avg)
+                dlatents[:, :cutoff] = truncated[:, :cutoff]
+            parts.append(dlatents)
+        return np.concatenate(parts)
+
+    def images_for_dlatents(self, dlatents, batch_size=16):
+        return self._run("synthesis", {"dlatents": np.asarray(dlatents, np.float32)},
+                         batch_size)
+
+
+def style_mixing_grid(model, column_seeds, row_seeds, layers, labels_for, truncation_psi=None,
+                      batch_size=16):
+    """StyleGAN's figure 3: the top row renders `column_seeds`, the left column `row_seeds`,
+    and cell (i, j) row seed i's w with the style layers in `layers` taken from column seed j.
+    Returns the uint8 image [(rows + 1) * H, (columns + 1) * W, C]; the corner stays black."""
+    column_w = model.dlatents_for_seeds(column_seeds, labels_for(len(column_seeds)),
+                                        truncation_psi, batch_size=batch_size)
+    row_w = model.dlatents_for_seeds(row_seeds, labels_for(len(row_seeds)), truncation_psi,
+                                     batch_size=batch_size)
+    if max(layers) >= row_w.shape[1]:
+        raise GenerateError(f"--style_layers: this model has {row_w.shape[1]} style layers "
+                            f"(0..{row_w.shape[1] - 1}), received up to {max(layers)}")
+    mixed = np.repeat(row_w[:, None], len(column_seeds), axis=1)  # [rows, columns, L, D]
+    mixed[:, :, layers] = column_w[None, :, layers]
+    images = model.images_for_dlatents(
+        np.concatenate([column_w, row_w, mixed.reshape((-1,) + row_w.shape[1:])]), batch_size)
+    tiles = np.zeros(((len(row_seeds) + 1) * (len(column_seeds) + 1),) + images.shape[1:],
+                     images.dtype)
+    columns = len(column_seeds)
+    tiles[1:columns + 1] = images[:columns]
+    for i in range(len(row_seeds)):
+        start = (i + 1) * (columns + 1)
+        tiles[start] = images[columns + i]
+        offset = columns + len(row_seeds) + i * columns
+        tiles[start + 1:start + 1 + columns] = images[offset:offset + columns]
+    return image_grid(tiles, columns + 1, len(row_seeds) + 1)
+
+
+def parse_layer_range(text):
+    """'0-3' or '4,5' -> sorted list of style layer indices."""
+    try:
+        layers = sorted(set(parse_seeds(text)))
+    except GenerateError as error:
+        raise GenerateError(f"--style_layers: {error}") from None
+    return layers
+
+
 def seed_latents(seeds, latent_size):
     """[N] seeds -> [N, latent_size] float32 by the generate_seeds rule (philox, key [seed, 0])."""
     from exports.signatures import seeds_to_latents
@@ -285,7 +352,7 @@ def load_saved_model(path):
                             f"with a 'latents' input)")
     functions = {name: (function.structured_input_signature[1], function)
                  for name, function in signatures.items()
-                 if name in ("serving_default", "generate_seeds")}
+                 if name in ("serving_default", "generate_seeds", "mapping", "synthesis")}
     return LoadedGenerator(version_dir, functions, keep_alive=loaded)
 
 
@@ -343,6 +410,13 @@ def build_parser():
                         help="class index for a conditional model (one-hot label)")
     parser.add_argument("--trunc", type=float, default=None,
                         help="truncation psi (StyleGAN exports only; 1 = none)")
+    parser.add_argument("--style_mix", "--style-mix", dest="style_mix", default=None,
+                        metavar="COLUMN_SEEDS:ROW_SEEDS",
+                        help="StyleGAN exports: style-mixing grid as in the paper's figure 3, "
+                             "e.g. 1,2,3:10-12 (columns give the --style_layers styles)")
+    parser.add_argument("--style_layers", default="0-3",
+                        help="--style_mix: style layers taken from the column seeds "
+                             "(0-3 coarse, 4-7 middle, 8- fine)")
     parser.add_argument("--interp", choices=("slerp", "lerp"), default=None,
                         help="interpolate between consecutive seeds instead of one image each")
     parser.add_argument("--steps", type=int, default=30,
@@ -396,6 +470,8 @@ def generate(args):
         raise GenerateError(f"--batch_size must be >= 1, received {args.batch_size}")
     if args.gif and not (args.interp or args.walk):
         raise GenerateError("--gif applies to --interp and --walk")
+    if args.style_mix is not None:
+        return _style_mix(args)
     if args.seeds is None and not args.walk:
         raise GenerateError("--seeds is required (e.g. --seeds 0-63)")
     seeds = parse_seeds(args.seeds if args.seeds is not None else str(WALK_DEFAULT_SEED))
@@ -452,6 +528,30 @@ def generate(args):
         paths.append(os.path.join(args.out_dir, f"seed{seed:04d}.png"))
         write_png(image, paths[-1])
     return paths
+
+
+def _style_mix(args):
+    if args.interp or args.walk or args.grid or args.seeds is not None:
+        raise GenerateError("--style_mix takes its seeds itself (COLUMN_SEEDS:ROW_SEEDS); "
+                            "it excludes --seeds, --grid, --interp and --walk")
+    if args.style_mix.count(":") != 1:
+        raise GenerateError(f"--style_mix: expected COLUMN_SEEDS:ROW_SEEDS such as 1,2,3:10-12, "
+                            f"received {args.style_mix!r}")
+    column_text, row_text = args.style_mix.split(":")
+    column_seeds, row_seeds = parse_seeds(column_text), parse_seeds(row_text)
+    layers = parse_layer_range(args.style_layers)
+    model = load_saved_model(args.saved_model) if args.saved_model else load_checkpoint(
+        args.checkpoint, raw=args.raw)
+    if not model.has_styles:
+        raise GenerateError("--style_mix needs a StyleGAN generator (mapping and synthesis "
+                            "signatures); this one has none")
+    grid = style_mixing_grid(model, column_seeds, row_seeds, layers,
+                             lambda count: _labels(model, args.label, count), args.trunc,
+                             args.batch_size)
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, "style_mix.png")
+    write_png(grid, path)
+    return [path]
 
 
 def main(argv=None):

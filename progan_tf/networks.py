@@ -356,6 +356,8 @@ class Generator(_GrowingNetwork):
     way in two generators built with the same arguments (used for the EMA copy).
     """
 
+    architecture = "progan"
+
     def __init__(self, resolution, num_channels=3, label_size=0, latent_size=None, fmap_base=8192,
                  fmap_decay=1.0, fmap_max=512, normalize_latents=True, use_pixelnorm=True,
                  **kwargs):

@@ -240,6 +240,8 @@ class StyleGenerator(_GrowingNetwork):
     after the constructor; `dlatent_avg` is the non-trainable moving average of w.
     """
 
+    architecture = "stylegan"
+
     def __init__(self, resolution, num_channels=3, label_size=0, latent_size=512,
                  dlatent_size=512, mapping_layers=8, mapping_fmaps=512, mapping_lrmul=0.01,
                  fmap_base=8192, fmap_decay=1.0, fmap_max=512, fused_min_resolution=128,
