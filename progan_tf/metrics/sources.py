@@ -223,7 +223,6 @@ def generator_from_network(generator, resolution=None, description="generator"):
         labels = None if not label_size else tf.constant(labels, tf.float32)
         return forward(tf.constant(latents, tf.float32), labels).numpy()
 
-    mapping = synthesis = None
     if hasattr(generator, "mapping_model") and not label_size:
         mapping_model = generator.mapping_model()
         synthesis_model = generator.synthesis_model_for(resolution)
@@ -243,6 +242,8 @@ def generator_from_network(generator, resolution=None, description="generator"):
             finally:
                 for layer, value in zip(noise_layers, previous):
                     layer.randomize.assign(value)
+    else:
+        mapping = synthesis = None
 
     return GeneratorFns(latent_size=int(generator.latent_size), label_size=label_size,
                         images_float=images_float, mapping=mapping, synthesis=synthesis,
