@@ -51,14 +51,19 @@ def build_levels(images):
     if images.ndim != 4 or images.shape[-2] != resolution or not is_power_of_two(resolution) \
             or resolution < 4:
         raise ValueError(f"images must be [B, C, R, R] with R a power of two >= 4, got {images.shape}")
-    levels = [np.rint(images).clip(0, 255).astype(np.uint8)]
+    levels = [images.copy() if images.dtype == np.uint8 else np.rint(images).clip(0, 255).astype(np.uint8)]
     current = images
     while current.shape[-1] > 4:
         current = current.astype(np.float32, copy=False)
         # Same float32 operations in the same order as the original: ((a + b) + c) + d, then * 0.25.
-        current = (current[:, :, 0::2, 0::2] + current[:, :, 0::2, 1::2]
-                   + current[:, :, 1::2, 0::2] + current[:, :, 1::2, 1::2]) * np.float32(0.25)
-        levels.append(np.rint(current).clip(0, 255).astype(np.uint8))
+        mean = current[:, :, 0::2, 0::2] + current[:, :, 0::2, 1::2]
+        mean += current[:, :, 1::2, 0::2]
+        mean += current[:, :, 1::2, 1::2]
+        mean *= np.float32(0.25)
+        current = mean
+        stored = np.rint(mean)
+        np.clip(stored, 0, 255, out=stored)
+        levels.append(stored.astype(np.uint8))
     return levels
 
 

@@ -200,6 +200,17 @@ class RecordIndex:
     def __len__(self):
         return len(self.offsets)
 
+    @property
+    def stride(self):
+        """Frame size when every record has the same size (offsets = i * stride), else None."""
+        if len(self) == 0:
+            return None
+        stride = int(self.lengths[0]) + FRAMING_BYTES
+        if np.all(self.lengths == self.lengths[0]) and np.array_equal(
+                self.offsets, np.arange(len(self), dtype=np.int64) * stride):
+            return stride
+        return None
+
     def record_at_offset(self, offset):
         """Index of the record whose frame contains byte `offset` (for error messages)."""
         return max(int(np.searchsorted(self.offsets, offset, side="right")) - 1, 0)

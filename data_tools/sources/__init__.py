@@ -12,7 +12,7 @@ from data_tools.errors import DataError
 from data_tools.progress import Progress
 from data_tools.pyramid import PyramidWriter
 
-_BATCH_BYTES = 16 << 20
+_BATCH_BYTES = 4 << 20  # float32 working set of one batch; small batches stay in cache
 
 
 def write_pyramid(tfrecord_dir, images, num_images, *, labels=None, overwrite=False,
