@@ -325,7 +325,7 @@ class RecordFile:
 
 # --- sequential reading with payload checksums (TensorFlow's reader) ---------------------------
 
-_OFFSET_IN_TF_MESSAGE = re.compile(r"record at (\d+)")
+_OFFSET_IN_TF_MESSAGE = re.compile(r"(\w+ record) at (\d+)")
 
 
 def iter_payloads(path, index=None, batch_size=64):
@@ -347,12 +347,13 @@ def iter_payloads(path, index=None, batch_size=64):
                 yield record, payload
                 record += 1
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as error:
-        match = _OFFSET_IN_TF_MESSAGE.search(error.message or "")
-        if match:
-            offset = int(match.group(1))
-            bad = index.record_at_offset(offset) if len(index) else record
-            where = f"record {bad} at byte offset {offset}"
+        message = error.message or ""
+        match = _OFFSET_IN_TF_MESSAGE.search(message)
+        if match and len(index):
+            bad = index.record_at_offset(int(match.group(2)))
+            where = f"record {bad} at byte offset {index.offsets[bad]}"
+            detail = f"{match.group(1)} at {match.group(2)}"
         else:
             where = f"record {record} or shortly after"
-        raise DataError(f"{path}: {where} is corrupt or truncated "
-                        f"(TensorFlow: {error.message.strip()})") from None
+            detail = message.strip().splitlines()[0] if message.strip() else type(error).__name__
+        raise DataError(f"{path}: {where} is corrupt or truncated (TensorFlow: {detail})") from None
