@@ -236,7 +236,8 @@ def loads(data):
         elif opcode == b"]":
             stack.append([])
         elif opcode == b"l":
-            stack.append(list(pop_mark()))
+            items = pop_mark()  # rebinds `stack`: evaluate before appending
+            stack.append(list(items))
         elif opcode == b"a":
             value = stack.pop()
             stack[-1].append(value)
@@ -246,7 +247,8 @@ def loads(data):
         elif opcode == b")":
             stack.append(())
         elif opcode == b"t":
-            stack.append(tuple(pop_mark()))
+            items = pop_mark()
+            stack.append(tuple(items))
         elif opcode in (b"\x85", b"\x86", b"\x87"):
             count = opcode[0] - 0x84
             items = tuple(stack[-count:])
