@@ -14,7 +14,7 @@ import numpy as np
 from data_tools import records
 from data_tools.errors import DataError
 from data_tools.progress import Progress, format_count
-from data_tools.pyramid import build_levels, check_output_dir, open_pyramid, replace_dir
+from data_tools.pyramid import build_levels, open_pyramid, replace_dir
 
 _BATCH = 256
 
@@ -132,7 +132,7 @@ def verify(tfrecord_dir, tolerance=0):
                          f"records differ from the level computed from the top (max difference "
                          f"{worst[resolution]}, first at record {first_bad[resolution]})")
     if ok:
-        lines.append(f"  every lower level matches the top level"
+        lines.append("  every lower level matches the top level"
                      + (f" within {tolerance}" if tolerance else " exactly"))
     if pyramid.labels is not None:
         if not np.all(np.isfinite(pyramid.labels)):

@@ -97,7 +97,7 @@ def load_labels(path, num_images=None):
     return labels.astype(np.float32, copy=False)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Pyramid:
     """An opened pyramid directory; every level file's framing and first record were checked.
 

@@ -262,6 +262,7 @@ def make_dataset(pyramid_or_dir, resolution, *, global_batch_size, seed, start_p
     labels are [b, 0] when the pyramid has no labels.
     """
     pyramid = pyramid_or_dir if isinstance(pyramid_or_dir, Pyramid) else open_pyramid(pyramid_or_dir)
+    resolution, global_batch_size, start_position = int(resolution), int(global_batch_size), int(start_position)
     pyramid.check_resolution(resolution)
     if start_position < 0:
         raise ValueError(f"start_position must be >= 0, got {start_position}")

@@ -158,3 +158,41 @@ def test_unknown_option_is_a_usage_error(capsys):
         cli.main(["create_from_images", "out", "in", "--center-crop"])
     assert caught.value.code == 2
     assert "unrecognized arguments: --center-crop" in capsys.readouterr().err
+
+
+def test_a_pyramid_from_a_folder_verifies_and_trains(tmp_path, capsys):
+    from progan_tf import data
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(10):
+        PIL.Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    assert run(capsys, "create_from_images", tmp_path / "d", folder)[0] == 0
+    status, out, _ = run(capsys, "verify", tmp_path / "d")
+    assert status == 0 and out.strip().endswith("OK")
+    images, labels = next(iter(data.make_dataset(tmp_path / "d", 16, global_batch_size=4, seed=0, mirror=True)))
+    assert images.shape == (4, 16, 16, 3) and labels.shape == (4, 0)
+    assert -1.0 <= float(np.min(images)) and float(np.max(images)) <= 1.0
+
+
+def test_interrupted_create_leaves_nothing(tmp_path, capsys, monkeypatch):
+    from data_tools.sources import images as images_source
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(40):
+        PIL.Image.fromarray(np.full((8, 8), i, np.uint8)).save(folder / f"{i:02d}.png")
+    load = images_source.load_image
+    calls = []
+
+    def interrupted(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 30:
+            raise KeyboardInterrupt
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(images_source, "load_image", interrupted)
+    status, out, err = run(capsys, "create_from_images", tmp_path / "out", folder)
+    assert status == 130 and err.strip().endswith("interrupted: nothing was written") and out == ""
+    assert sorted(os.listdir(tmp_path)) == ["images"]

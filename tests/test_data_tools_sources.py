@@ -165,8 +165,10 @@ def test_skip_bad_counts_and_lists_bad_images(tmp_path, rgb_tree):
 def test_existing_output_needs_overwrite(tmp_path, rgb_tree):
     folder, arrays = rgb_tree
     create_from_images(tmp_path / "out", folder, shuffle=False)
+    before = {name: (tmp_path / "out" / name).read_bytes() for name in os.listdir(tmp_path / "out")}
     with pytest.raises(DataError, match=r"out: already exists and is not empty; pass --overwrite"):
         create_from_images(tmp_path / "out", folder)
+    assert {name: (tmp_path / "out" / name).read_bytes() for name in os.listdir(tmp_path / "out")} == before
     create_from_images(tmp_path / "out", folder, shuffle=True, overwrite=True)
     assert_pyramid_holds(tmp_path / "out", [arrays[i] for i in original_order(len(arrays))])
     assert not [entry for entry in os.listdir(tmp_path) if entry.startswith(".")]
