@@ -5,7 +5,6 @@ import gzip
 import os
 import pickle
 import struct
-import time
 
 import numpy as np
 import PIL.Image
@@ -412,9 +411,8 @@ def test_create_embedded_builds_once_then_confirms_at_once(tmp_path):
     np.testing.assert_array_equal(top[:5, 0, 2:30, 2:30], images[order[:5]])
     np.testing.assert_array_equal(pyramid.labels.argmax(1), classes[order])
     stamps = {name: os.stat(target / name).st_mtime_ns for name in os.listdir(target)}
-    start = time.monotonic()
     again = create_embedded(target)
-    assert again["up_to_date"] and time.monotonic() - start < 30
+    assert again["up_to_date"]
     assert {name: os.stat(target / name).st_mtime_ns for name in os.listdir(target)} == stamps
     # A changed pyramid is not silently accepted.
     with open(target / "fashion-mnist-32-r02.tfrecords", "r+b") as file:
