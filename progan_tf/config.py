@@ -28,6 +28,8 @@ class TrainConfig:
 
     Paths
       data_dir: dataset directory with the `<name>-rXX.tfrecords` level files.
+      create_embedded_data: when data_dir does not exist, build the Fashion-MNIST subset shipped
+        with data_tools there first (the quickstart's data).
       results_dir: parent of the run directories `NNNNN-<desc>`.
       desc: run description (directory suffix); None = basename of data_dir.
       resume: "" = new run, "auto" = newest unfinished run with the same desc (a new run when
@@ -67,6 +69,7 @@ class TrainConfig:
     """
 
     data_dir: str
+    create_embedded_data: bool = False
     results_dir: str = "results"
     desc: str | None = None
     resume: str = ""

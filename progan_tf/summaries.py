@@ -69,11 +69,19 @@ def image_grid(images, grid_size):
     return grid
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path, data):
-    """Writes bytes to a temporary file in the same directory, then renames it over `path`."""
+    """Writes bytes to a temporary file in the same directory, then renames it over `path`
+    (readers see the old file or the new one, never a part); permissions follow the umask."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, temp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             file.flush()

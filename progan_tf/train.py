@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
 
 from progan_tf import config  # noqa: E402
 from progan_tf import schedule  # noqa: E402
@@ -25,6 +26,9 @@ def _dict_default(mapping):
 # Paths and run.
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Dataset directory holding <name>-rXX.tfrecords (python -m data_tools).")
+_CREATE_EMBEDDED_DATA = flags.DEFINE_boolean(
+    "create_embedded_data", False, "If --data_dir does not exist, first build the Fashion-MNIST "
+    "subset shipped with data_tools there (python -m data_tools create_embedded).")
 _RESULTS_DIR = flags.DEFINE_string("results_dir", "results", "Parent of the run directories.")
 _DESC = flags.DEFINE_string("desc", None, "Run description, the suffix of results/NNNNN-<desc>; "
                             "default: the dataset directory's name.")
@@ -135,7 +139,8 @@ def _parse_grid_size(text):
 def build_config(values):
     """TrainConfig from parsed flag values (a dict flag name -> value); raises ValueError."""
     return config.TrainConfig(
-        data_dir=values["data_dir"], results_dir=values["results_dir"], desc=values["desc"],
+        data_dir=values["data_dir"], create_embedded_data=values["create_embedded_data"],
+        results_dir=values["results_dir"], desc=values["desc"],
         resume=values["resume"], total_kimg=values["total_kimg"], resolution=values["resolution"],
         lod_initial_resolution=values["lod_initial_resolution"],
         lod_training_kimg=values["lod_training_kimg"],
@@ -182,6 +187,7 @@ def _fail(message):
 
 
 def main(argv):
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines would drown the progress
     if len(argv) > 1:
         _fail(f"unexpected arguments {argv[1:]} (flags are written --name=value)")
     values = _flag_values()

@@ -23,6 +23,7 @@ import math
 import os
 import re
 import signal
+import sys
 import threading
 import time
 
@@ -513,7 +514,8 @@ class GanTrainer:
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     def render(self, latents, labels, resolution, batch_size=64):
-        """Images of the EMA generator at `resolution`: float32 [N, r, r, C] numpy."""
+        """Images of the EMA generator at `resolution`: float32 [N, r, r, C] numpy. Runs in
+        chunks of `batch_size` (the last one padded), so one trace serves every call."""
         if resolution not in self._render_fns:
             model = self.generator_ema.model_for(resolution)
             self._render_fns[resolution] = tf.function(
@@ -522,10 +524,13 @@ class GanTrainer:
         fn = self._render_fns[resolution]
         out = []
         for start in range(0, len(latents), batch_size):
-            inputs = [tf.constant(latents[start:start + batch_size])]
+            chunk = [latents[start:start + batch_size]]
             if self.label_size:
-                inputs.append(tf.constant(labels[start:start + batch_size]))
-            out.append(fn(*inputs).numpy())
+                chunk.append(labels[start:start + batch_size])
+            count = len(chunk[0])
+            chunk = [np.concatenate([c, np.zeros((batch_size - count,) + c.shape[1:], c.dtype)])
+                     for c in chunk]
+            out.append(fn(*[tf.constant(c) for c in chunk]).numpy()[:count])
         return np.concatenate(out)
 
 
@@ -616,8 +621,12 @@ class TrainResult:
     export_dir: str | None = None
 
 
-def open_source(cfg):
+def open_source(cfg, log=print):
     """Data source of `cfg` (raises a clear ValueError for an unusable dataset directory)."""
+    if cfg.create_embedded_data and not os.path.exists(cfg.data_dir):
+        from data_tools.sources.embedded import create_embedded
+        log(f"Building the embedded Fashion-MNIST dataset in {cfg.data_dir}")
+        create_embedded(cfg.data_dir)
     if not os.path.isdir(cfg.data_dir):
         raise ValueError(f"--data_dir: {cfg.data_dir} is not a directory")
     return PyramidSource(cfg.data_dir, seed=cfg.seed, mirror=cfg.mirror_augment)
@@ -785,7 +794,9 @@ def train(cfg, source=None, strategy=None, flags=None, log_stream=None):
     (default cfg.to_json_dict()).
     """
     try:
-        source = source if source is not None else open_source(cfg)
+        if source is None:
+            source = open_source(cfg, lambda message: print(message, file=log_stream or sys.stdout,
+                                                            flush=True))
         check_data(cfg, source)
         strategy = strategy if strategy is not None else make_strategy(cfg.strategy)
         if cfg.xla and not isinstance(strategy, tf.distribute.OneDeviceStrategy):
@@ -865,7 +876,7 @@ def _loop(run, stop):
             tick_nimg = nimg - tick_start_nimg
             tick_sec = now - tick_start_time
             total_sec = now - train_start
-            maintenance_sec = tick_start_time - maintenance_start
+            maintenance_sec = max(tick_start_time - maintenance_start, 0.0)
             maintenance_start = now
             run.progress.clear()
             log(summaries.progress_line(

@@ -69,6 +69,9 @@ def test_save_grid_writes_the_png_atomically(tmp_path, channels, mode):
         assert png.mode == mode and png.size == (24, 16)
         np.testing.assert_array_equal(np.asarray(png).reshape(grid.shape), grid)
     assert os.listdir(tmp_path) == ["fakes000012.png"]  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
     assert summaries.fakes_filename(12.7) == "fakes000012.png"
 
 

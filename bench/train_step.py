@@ -1,0 +1,138 @@
+"""Benchmark: full ProGAN training iterations at paper width (not a test).
+
+One iteration = 1 WGAN-GP discriminator step (lambda 10, drift 0.001) + generator EMA + 1
+generator step, Adam(0.001, 0, 0.99), global batch --batch, 3-channel images at --resolution
+while that resolution fades in (alpha 0.5), as in the CPU peer baseline of SPEC 8.
+
+    python bench/train_step.py --resolution 16 --batch 16 --iterations 3
+    python bench/train_step.py --resolution 32 --fmap_max 64     # narrow, quick check
+
+Prints img/s, s/iter (median of the timed iterations; the first iteration, which traces and
+compiles, is reported separately), peak RSS, the CPU model and the oneDNN setting.
+"""
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            for line in file:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
+    except OSError:
+        pass
+    return []
+
+
+def onednn_setting():
+    value = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    if value is None:
+        return "TF_ENABLE_ONEDNN_OPTS unset (TensorFlow's default on x86 Linux: on)"
+    return f"TF_ENABLE_ONEDNN_OPTS={value} ({'on' if value not in ('0', 'false') else 'off'})"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--resolution", type=int, default=32, help="stage being faded in")
+    parser.add_argument("--batch", type=int, default=16, help="global minibatch")
+    parser.add_argument("--iterations", type=int, default=3, help="timed iterations")
+    parser.add_argument("--architecture", default="progan", choices=["progan"],
+                        help="generator architecture")
+    parser.add_argument("--fmap_base", type=int, default=8192, help="paper: 8192")
+    parser.add_argument("--fmap_max", type=int, default=512, help="paper: 512")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="MirroredStrategy over this many logical CPU devices (1 = one_device)")
+    parser.add_argument("--xla", action="store_true", help="jit-compile the steps (one device)")
+    parser.add_argument("--mixed_precision", action="store_true",
+                        help="float16 compute (not available in the trainer yet)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="intra-op threads (0 = TensorFlow's default, all cores)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.mixed_precision:
+        sys.exit("train_step.py: error: --mixed_precision is not available in the trainer yet")
+    if args.xla and args.replicas > 1:
+        sys.exit("train_step.py: error: --xla works with one replica only")
+    import numpy as np
+    import tensorflow as tf
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    if args.replicas > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(args.replicas)])
+    from progan_tf import config
+    from progan_tf import schedule
+    from progan_tf import trainer
+
+    res = args.resolution
+    cfg = config.TrainConfig(data_dir="synthetic", fmap_base=args.fmap_base,
+                             fmap_max=args.fmap_max, minibatch_base=args.batch, minibatch_dict={},
+                             lrate_dict={}, xla=args.xla,
+                             strategy="mirrored" if args.replicas > 1 else "one_device")
+    strategy = trainer.make_strategy(cfg.strategy)
+    images = np.random.default_rng(0).uniform(-1, 1, (2 * args.batch, res, res, 3))
+    source = trainer.InMemorySource(images.astype(np.float32))
+    gan = trainer.GanTrainer(cfg, strategy, res, 3)
+    gan.apply_phase(schedule.Phase(kimg=0.0, lod=0.5, resolution=res, fade_alpha=0.5,
+                                   minibatch=args.batch, g_lrate=0.001, d_lrate=0.001,
+                                   tick_kimg=1.0))
+    batches = iter(gan.distribute(lambda ctx: source.dataset(res, args.batch, 0, ctx)))
+    g_params = sum(int(np.prod(v.shape)) for v in gan.generator.model_for(res).trainable_variables)
+    d_params = sum(int(np.prod(v.shape))
+                   for v in gan.discriminator.model_for(res).trainable_variables)
+
+    def iteration():
+        start = time.perf_counter()
+        gan.d_step(next(batches), res, args.batch, 0.999)
+        stats, _ = gan.g_step(res, args.batch)
+        float(stats["Loss/G"])  # wait for the step to finish
+        return time.perf_counter() - start
+
+    print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs; {', '.join(cpu_flags())})")
+    print(f"oneDNN: {onednn_setting()}")
+    print(f"TensorFlow {tf.__version__}, strategy {type(strategy).__name__} x"
+          f"{strategy.num_replicas_in_sync}, xla {args.xla}, intra-op threads "
+          f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}")
+    print(f"resolution {res} (fade-in alpha 0.5), batch {args.batch}, G {g_params:,} / "
+          f"D {d_params:,} parameters at this stage (fmap_base {args.fmap_base}, "
+          f"fmap_max {args.fmap_max})", flush=True)
+    first = iteration()
+    print(f"first iteration (trace + run): {first:.1f} s", flush=True)
+    times = []
+    for index in range(args.iterations):
+        times.append(iteration())
+        print(f"  iteration {index + 1}: {times[-1]:.2f} s", flush=True)
+    per_iter = statistics.median(times)
+    peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    print(f"RESULT resolution {res} batch {args.batch}: {args.batch / per_iter:.3f} img/s, "
+          f"{per_iter:.2f} s/iter (median of {len(times)}), peak RSS {peak_rss_gib:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
