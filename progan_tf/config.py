@@ -64,7 +64,9 @@ class TrainConfig:
     Output
       image_snapshot_ticks: fake-image grid every N ticks; checkpoint_ticks: checkpoint every N
       ticks; keep_checkpoints: checkpoints kept; grid_size: (width, height) of the sample grid
-      in images, None = fill a 1080p screen as the original does; export: write the EMA
+      in images, None = fill a 1080p screen as the original does; metrics: names of
+      progan_tf.metrics run on the EMA generator every metrics_ticks ticks once fully grown and
+      at the end, metrics_num images each (0 = each metric's default); export: write the EMA
       generator as a SavedModel at the end, named export_model_name under `<run dir>/export`.
     """
 
@@ -121,6 +123,9 @@ class TrainConfig:
     checkpoint_ticks: int = 1
     keep_checkpoints: int = 3
     grid_size: tuple | None = None
+    metrics: tuple = ()
+    metrics_num: int = 0
+    metrics_ticks: int = 10
     export: bool = True
     export_model_name: str = "generator"
 
@@ -130,6 +135,7 @@ class TrainConfig:
             object.__setattr__(self, name, _frozen(getattr(self, name)))
         if self.grid_size is not None:
             object.__setattr__(self, "grid_size", tuple(self.grid_size))
+        object.__setattr__(self, "metrics", tuple(self.metrics))
         self._validate()
 
     def _validate(self):
@@ -162,7 +168,7 @@ class TrainConfig:
             if not math.isfinite(value) or value <= 0:
                 fail(f"--{flag}: must be a positive number, got {value!r}")
         for flag in ("minibatch_repeats", "d_repeats", "image_snapshot_ticks", "checkpoint_ticks",
-                     "keep_checkpoints", "max_nonfinite_steps"):
+                     "keep_checkpoints", "max_nonfinite_steps", "metrics_ticks"):
             if getattr(self, flag) < 1:
                 fail(f"--{flag}: must be >= 1, got {getattr(self, flag)!r}")
         if self.architecture not in ARCHITECTURES:
@@ -194,6 +200,9 @@ class TrainConfig:
                  f"use it with --strategy=one_device, not {self.strategy}")
         if self.mixed_precision:
             fail("--mixed_precision: not supported by this version of the trainer yet")
+        if self.metrics_num < 0 or self.metrics_num == 1:
+            fail(f"--metrics_num: must be 0 (each metric's default) or >= 2, got "
+                 f"{self.metrics_num!r}")
         if self.grid_size is not None and (len(self.grid_size) != 2
                                            or min(self.grid_size) < 1):
             fail(f"--grid_size: expected WIDTHxHEIGHT with both >= 1, got {self.grid_size!r}")

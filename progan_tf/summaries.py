@@ -200,6 +200,11 @@ class TensorBoard:
         with self._writer.as_default(step=int(step)):
             self._tf.summary.image(tag, image[np.newaxis], max_outputs=1)
 
+    @property
+    def writer(self):
+        """The tf.summary writer (None for a non-chief worker)."""
+        return self._writer
+
     def flush(self):
         if self._writer is not None:
             self._writer.flush()

@@ -118,6 +118,13 @@ _CHECKPOINT_TICKS = flags.DEFINE_integer("checkpoint_ticks", 1, "Checkpoint ever
 _KEEP_CHECKPOINTS = flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints to keep.")
 _GRID_SIZE = flags.DEFINE_string(
     "grid_size", "", "Sample grid as WIDTHxHEIGHT images; empty = fill a 1080p screen.")
+_METRICS = flags.DEFINE_list(
+    "metrics", [], "Metrics of progan_tf.metrics (e.g. swd,fid) computed on the EMA generator every "
+    "--metrics_ticks ticks once fully grown and at the end; written to metrics.jsonl and "
+    "TensorBoard Metrics/<name>.")
+_METRICS_NUM = flags.DEFINE_integer("metrics_num", 0,
+                                    "Images per metric; 0 = each metric's default (fid: 50,000).")
+_METRICS_TICKS = flags.DEFINE_integer("metrics_ticks", 10, "Compute --metrics every N ticks.")
 _EXPORT = flags.DEFINE_boolean("export", True,
                               "Export the EMA generator as a SavedModel at the end of training.")
 _EXPORT_MODEL_NAME = flags.DEFINE_string(
@@ -171,7 +178,8 @@ def build_config(values):
         max_nonfinite_steps=values["max_nonfinite_steps"],
         image_snapshot_ticks=values["image_snapshot_ticks"],
         checkpoint_ticks=values["checkpoint_ticks"], keep_checkpoints=values["keep_checkpoints"],
-        grid_size=_parse_grid_size(values["grid_size"]),
+        grid_size=_parse_grid_size(values["grid_size"]), metrics=tuple(values["metrics"]),
+        metrics_num=values["metrics_num"], metrics_ticks=values["metrics_ticks"],
         export=values["export"], export_model_name=values["export_model_name"])
 
 

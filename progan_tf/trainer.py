@@ -632,6 +632,17 @@ def open_source(cfg, log=print):
     return PyramidSource(cfg.data_dir, seed=cfg.seed, mirror=cfg.mirror_augment)
 
 
+def check_metrics(cfg, source):
+    """Metric names of --metrics, checked (needs the dataset directory for the reals)."""
+    if not cfg.metrics:
+        return []
+    from progan_tf import metrics as metrics_lib
+    names = metrics_lib.parse_metric_names(",".join(cfg.metrics))
+    if not isinstance(source, PyramidSource):
+        raise ValueError("--metrics: needs a dataset directory (--data_dir) for the reals")
+    return names
+
+
 def check_data(cfg, source):
     """Raises ValueError when the flags do not fit the data."""
     if cfg.resolution is not None and cfg.resolution != source.resolution:
@@ -683,6 +694,7 @@ class _Run:
         self.schedule = cfg.schedule(source.resolution, strategy.num_replicas_in_sync)
         self.schedule.check_minibatches()
         self.log = summaries.RunLog(stream=log_stream)
+        self.metric_names = check_metrics(cfg, source)
         self.trainer = GanTrainer(cfg, strategy, source.resolution, source.num_channels,
                                   source.label_size, source.labels)
         self.resume_dir = resolve_resume(cfg)
@@ -769,6 +781,24 @@ class _Run:
         grid = summaries.save_grid(images, self._path(summaries.fakes_filename(nimg // 1000)),
                                    self.grid_size, self.source.resolution)
         self.tensorboard.image("Samples/fakes", grid, nimg)
+
+    def run_metrics(self, nimg, resolution):
+        """Computes --metrics on the EMA generator (only once it is fully grown)."""
+        if not self.metric_names or not self.chief:
+            return
+        if resolution != self.source.resolution:
+            return
+        from progan_tf import metrics as metrics_lib
+        reals = metrics_lib.RealImages(self.cfg.data_dir, mirror=self.cfg.mirror_augment,
+                                       seed=self.cfg.seed)
+        generator = metrics_lib.generator_from_network(self.trainer.generator_ema, resolution)
+        results = metrics_lib.compute_metrics(self.metric_names, generator=generator, reals=reals,
+                                              num=self.cfg.metrics_num or None,
+                                              seed=self.cfg.seed, progress_stream=None)
+        metrics_lib.append_jsonl(self._path("metrics.jsonl"), results, kimg=nimg / 1000.0)
+        metrics_lib.write_tensorboard(self.tensorboard.writer, results, step=nimg)
+        for line in metrics_lib.format_results(results):
+            self.log(line)
 
     def export(self, resolution):
         """Exports the EMA generator at `resolution` as a SavedModel; returns its directory."""
@@ -902,6 +932,8 @@ def _loop(run, stop):
                          train_seconds=time.time() - train_start)
             if tick % cfg.image_snapshot_ticks == 0 or done:
                 run.snapshot_grid(nimg, phase.resolution)
+            if tick % cfg.metrics_ticks == 0 or done:
+                run.run_metrics(nimg, phase.resolution)
             if tick % cfg.checkpoint_ticks == 0 or done:
                 run.save_checkpoint()
             run.tensorboard.flush()

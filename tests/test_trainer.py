@@ -357,7 +357,8 @@ def test_command_line_run_stops_on_sigint_resumes_and_exports(tmp_path):
     assert proc.returncode == 128 + signal.SIGINT, stderr[-3000:]
     assert "Stopped at kimg" in stdout and "--resume=" in stdout
 
-    finished = subprocess.run(command + ["--total_kimg=0.064"], cwd=REPO, env=env,
+    finished = subprocess.run(command + ["--total_kimg=0.16", "--metrics=swd",
+                                         "--metrics_num=64"], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=180)
     assert finished.returncode == 0, finished.stderr[-3000:]
     run_dir = str(results / "00000-blobs-16")
@@ -379,6 +380,9 @@ def test_command_line_run_stops_on_sigint_resumes_and_exports(tmp_path):
                 "Progress/kimg", "Train/lr_G", "Train/lr_D", "Timing/sec_per_kimg",
                 "Timing/img_per_sec", "Train/skipped_steps", "Samples/fakes", "Samples/reals"}
     assert expected <= tags, expected - tags
+    assert any(tag.startswith("Metrics/SWDx1e3") for tag in tags), tags
+    metrics = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
+    assert metrics[-1]["metric"] == "swd" and metrics[-1]["kimg"] == 0.16
 
     export_dir = os.path.join(run_dir, "export", "generator", "1")
     loaded = tf.saved_model.load(export_dir)
