@@ -3,7 +3,7 @@
 Trains ProGAN progressively on a dataset made by `python -m data_tools`, writing
 results/NNNNN-<desc>/ (log.txt, flags.json, network.json, checkpoints/, TensorBoard events,
 reals.png, fakesKKKKKK.png, export/). Flag names follow the original's config in snake_case;
-`--resolution_dict` flags take resolution:value pairs, e.g. --minibatch_dict=4:128,8:64.
+the `*_dict` flags take resolution:value pairs, e.g. --minibatch_dict=4:128,8:64.
 """
 
 import os

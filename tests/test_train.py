@@ -146,3 +146,16 @@ def test_unknown_flag_is_refused_by_absl():
     assert proc.returncode == 1
     assert "Unknown command line flag 'totl_kimg'" in proc.stderr
     assert "Did you mean: total_kimg" in proc.stderr
+
+
+def test_quickstart_builds_its_dataset_when_the_directory_is_missing(tmp_path):
+    data_dir = tmp_path / "fashion-mnist-32"
+    proc = run_cli(f"--flagfile={REPO}/configs/quickstart.flags", f"--data_dir={data_dir}",
+                   f"--results_dir={tmp_path / 'results'}", "--total_kimg=0", "--noexport",
+                   "--grid_size=2x2", timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"Building the embedded Fashion-MNIST dataset in {data_dir}" in proc.stdout
+    assert sorted(name for name in os.listdir(data_dir) if name.endswith(".tfrecords")) == [
+        f"fashion-mnist-32-r0{k}.tfrecords" for k in (2, 3, 4, 5)]
+    run_dir = tmp_path / "results" / "00000-quickstart"
+    assert (run_dir / "fakes000000.png").exists() and (run_dir / "reals.png").exists()
