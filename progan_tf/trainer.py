@@ -19,7 +19,6 @@ on the number of replicas, and the counters in the checkpoint are the whole RNG 
 import collections
 import dataclasses
 import json
-import math
 import os
 import re
 import signal
@@ -34,6 +33,7 @@ import tensorflow as tf
 from progan_tf import data
 from progan_tf import losses
 from progan_tf import networks
+from progan_tf import schedule as schedule_lib
 from progan_tf import summaries
 
 CHECKPOINT_DIR = "checkpoints"
@@ -244,7 +244,7 @@ class GanTrainer:
         self.trace_counts = collections.Counter()
         self._d_step_fns, self._g_step_fns, self._grad_fns, self._render_fns = {}, {}, {}, {}
         g_kwargs, d_kwargs = network_kwargs(cfg, resolution, num_channels, self.label_size)
-        keras.utils.set_random_seed(cfg.seed)
+        keras.utils.set_random_seed(cfg.seed)  # the initial weights are a function of the seed
         with strategy.scope():
             self.generator = networks.Generator(**g_kwargs, name="generator")
             self.generator_ema = networks.Generator(**g_kwargs, name="generator_ema")
@@ -289,9 +289,8 @@ class GanTrainer:
             network.set_alpha(phase.fade_alpha)
         self.g_optimizer.learning_rate = phase.g_lrate
         self.d_optimizer.learning_rate = phase.d_lrate
-        prev_lod = float(self.state.prev_lod.numpy())
-        changed = prev_lod < 0 or (math.floor(phase.lod) != math.floor(prev_lod)
-                                   or math.ceil(phase.lod) != math.ceil(prev_lod))
+        prev_lod = float(self.state.prev_lod.numpy())  # -1 before the first phase
+        changed = schedule_lib.lod_changed(phase.lod, prev_lod if prev_lod >= 0 else None)
         if changed and self.cfg.reset_optimizer_on_lod_change:
             reset_optimizer(self.g_optimizer)
             reset_optimizer(self.d_optimizer)
@@ -945,13 +944,15 @@ def _loop(run, stop):
             log(f"Stopped at kimg {nimg / 1000:.1f}; checkpoint {path}. Continue with "
                 f"--resume={run.run_dir}")
             return TrainResult(run.run_dir, "interrupted", nimg / 1000.0, signal=stop.signum)
-    phase = schedule.at(nimg / 1000.0)
+    # The resolution trained last (the schedule at nimg may already name the next one).
+    last_lod = max(float(state.prev_lod.numpy()), 0.0)
+    resolution = schedule_lib.resolution_at_lod(last_lod, schedule.resolution)
     if run.manager.latest_checkpoint is None:
         run.save_checkpoint()
     export_dir = None
     if run.chief:
         if cfg.export:
-            export_dir = run.export(phase.resolution)
+            export_dir = run.export(resolution)
             log(f"Exported the EMA generator to {export_dir}")
         summaries.write_atomic(os.path.join(run.run_dir, DONE_FILE), b"")
     log(f"Training done at kimg {nimg / 1000:.1f}")

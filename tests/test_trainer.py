@@ -69,12 +69,15 @@ def copy_networks(source_gan, target_gan):
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("loss", ["wgan_gp", "logistic_r1"])
-def test_two_replicas_give_the_losses_and_summed_gradients_of_one_device(loss):
-    cfg = tiny_config(loss=loss)
-    source = trainer.InMemorySource(tiny_images())
-    single = trainer.GanTrainer(cfg, one_device(), 16, 1)
-    mirrored = trainer.GanTrainer(cfg, two_replicas(), 16, 1)
+@pytest.mark.parametrize("loss, use_labels", [("wgan_gp", False), ("logistic_r1", False),
+                                              ("lsgan", True)])
+def test_two_replicas_give_the_losses_and_summed_gradients_of_one_device(loss, use_labels):
+    cfg = tiny_config(loss=loss, use_labels=use_labels)
+    labels = np.eye(4, dtype=np.float32)[np.arange(32) % 4] if use_labels else None
+    source = trainer.InMemorySource(tiny_images(), labels)
+    label_size = 4 if use_labels else 0
+    single = trainer.GanTrainer(cfg, one_device(), 16, 1, label_size, labels)
+    mirrored = trainer.GanTrainer(cfg, two_replicas(), 16, 1, label_size, labels)
     assert mirrored.num_replicas == 2
     copy_networks(single, mirrored)
     phase = cfg.schedule(16).at(0.056)  # fading in 16x16: alpha 0.5
@@ -86,6 +89,9 @@ def test_two_replicas_give_the_losses_and_summed_gradients_of_one_device(loss):
     assert set(grads_1) == set(grads_2) and len(grads_1) == 18
     for path, grad in grads_1.items():
         np.testing.assert_allclose(grads_2[path], grad, rtol=1e-5, atol=1e-6, err_msg=path)
+    assert ("Loss/label_real" in stats_1) == use_labels
+    assert ("Loss/gradient_penalty" in stats_1) == (loss == "wgan_gp")
+    assert ("Loss/r1_penalty" in stats_1) == (loss == "logistic_r1")
     for tag, value in stats_1.items():
         np.testing.assert_allclose(stats_2[tag], value, rtol=1e-5, atol=1e-6, err_msg=tag)
     g_grads_1, g_stats_1 = single.g_gradients(16, BATCH)
