@@ -58,7 +58,8 @@ class TrainConfig:
       mirror_augment: random horizontal flips of the reals.
     Execution
       strategy: "auto" | "one_device" | "mirrored" | "multi_worker".
-      mixed_precision, xla: hooks for float16 training and jit compilation.
+      mixed_precision: float16 compute (mixed_float16) with loss scaling of both networks;
+        xla: jit-compile the steps (one_device only).
       seed: seeds weights, latents, penalties and the order of the reals.
       max_nonfinite_steps: consecutive skipped (non-finite) steps that stop the run.
     Output
@@ -198,8 +199,6 @@ class TrainConfig:
         if self.xla and self.strategy in ("mirrored", "multi_worker"):
             fail(f"--xla: jit compilation fails inside MirroredStrategy.run on this TensorFlow; "
                  f"use it with --strategy=one_device, not {self.strategy}")
-        if self.mixed_precision:
-            fail("--mixed_precision: not supported by this version of the trainer yet")
         if self.metrics_num < 0 or self.metrics_num == 1:
             fail(f"--metrics_num: must be 0 (each metric's default) or >= 2, got "
                  f"{self.metrics_num!r}")

@@ -106,7 +106,7 @@ _STRATEGY = flags.DEFINE_enum(
     "strategy", "auto", list(config.STRATEGIES),
     "auto = one_device for one device, mirrored over all GPUs (or logical CPUs) otherwise.")
 _MIXED_PRECISION = flags.DEFINE_boolean("mixed_precision", False,
-                                        "float16 compute with loss scaling (not available yet).")
+                                        "float16 compute (Keras mixed_float16) with loss scaling of G and D.")
 _XLA = flags.DEFINE_boolean("xla", False, "jit-compile the training steps (one_device only).")
 _SEED = flags.DEFINE_integer("seed", 1000, "Seed of weights, latents and the order of the reals.")
 _MAX_NONFINITE_STEPS = flags.DEFINE_integer(

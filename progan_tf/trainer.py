@@ -44,6 +44,15 @@ LOG_FILE = "log.txt"
 EXPORT_DIR = "export"
 
 # Purposes of the stateless random streams; each step counter is multiplied by their number.
+# Loss scaling of --mixed_precision, as the original's tfutil.Optimizer (log2 values).
+LOSS_SCALE_INIT_LOG2 = 64.0
+LOSS_SCALE_INCREMENT_LOG2 = 0.0005
+LOSS_SCALE_DECREMENT_LOG2 = 1.0
+
+# StyleGAN's style-mixing grid in the run directory: source images per side.
+MIXING_GRID_COLUMNS = 5
+MIXING_GRID_ROWS = 3
+
 _D_LATENTS, _D_MIX, _G_LATENTS, _G_LABELS, _NUM_STREAMS = range(5)
 
 
@@ -202,6 +211,12 @@ class TrainingState(tf.Module):
         self.train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False,
                                          name="train_seconds")
 
+        # log2 of the loss scales of --mixed_precision (SPEC 2: init 64, +0.0005 per applied
+        # step, -1 per overflow); unused in float32.
+        self.d_loss_scale_log2 = tf.Variable(LOSS_SCALE_INIT_LOG2, dtype=tf.float32,
+                                             trainable=False, name="d_loss_scale_log2")
+        self.g_loss_scale_log2 = tf.Variable(LOSS_SCALE_INIT_LOG2, dtype=tf.float32,
+                                             trainable=False, name="g_loss_scale_log2")
     def values(self):
         return {name: getattr(self, name).numpy().item() for name in self.names()}
 
@@ -213,7 +228,7 @@ class TrainingState(tf.Module):
     def names():
         return ("nimg", "data_position", "d_steps", "g_steps", "prev_lod", "tick",
                 "tick_start_nimg", "skipped_steps", "d_nonfinite_in_a_row", "g_nonfinite_in_a_row",
-                "train_seconds")
+                "train_seconds", "d_loss_scale_log2", "g_loss_scale_log2")
 
 
 def network_kwargs(cfg, resolution, num_channels, label_size):
@@ -279,6 +294,10 @@ class GanTrainer:
         return {"architecture": self.cfg.architecture,
                 "generator": self.generator.get_config(),
                 "discriminator": self.discriminator.get_config()}
+        # Process-wide (SPEC 10): every layer built from here on computes in float16 while its
+        # variables stay float32; the layers keep their scaling and normalisation in float32.
+        keras.mixed_precision.set_global_policy("mixed_float16" if cfg.mixed_precision
+                                                else "float32")
 
     # -- schedule ----------------------------------------------------------------------------
 
@@ -365,7 +384,9 @@ class GanTrainer:
                 stats["Loss/label_real"] = label_real
                 stats["Loss/label_fake"] = label_fake
             loss = tf.reduce_sum(per_sample) / minibatch
-        grads = _zeros_for_none(tape.gradient(loss, d_vars), d_vars)
+            scale = self._loss_scale(self.state.d_loss_scale_log2)
+            scaled_loss = loss * scale if scale is not None else loss
+        grads = self._unscaled_gradients(tape.gradient(scaled_loss, d_vars), d_vars, scale)
         stats.update({"Loss/D": per_sample, "Score/real": real_scores,
                       "Score/fake": fake_scores})
         stats = {tag: tf.reduce_sum(value) / minibatch for tag, value in stats.items()}
@@ -392,7 +413,9 @@ class GanTrainer:
                 label_fake = losses.label_penalty(labels, fake_logits)
                 per_sample += label_fake * cfg.cond_weight
             loss = tf.reduce_sum(per_sample) / minibatch
-        grads = _zeros_for_none(tape.gradient(loss, g_vars), g_vars)
+            scale = self._loss_scale(self.state.g_loss_scale_log2)
+            scaled_loss = loss * scale if scale is not None else loss
+        grads = self._unscaled_gradients(tape.gradient(scaled_loss, g_vars), g_vars, scale)
         stats["Loss/G"] = tf.reduce_sum(per_sample) / minibatch
         return grads, stats, _count_nonfinite(grads)
 
@@ -443,7 +466,8 @@ class GanTrainer:
                     kwargs=dict(resolution=resolution, minibatch=minibatch))
                 applied = self._apply_if_finite(self.d_optimizer, variables, grads, count,
                                                 after=lambda: self._update_ema(ema_beta))
-                return self._reduce(stats), applied
+                self._update_loss_scale(self.state.g_loss_scale_log2, applied)
+                return self._absorb_generator_stats(self._reduce(stats)), applied
 
             self._d_step_fns[key] = tf.function(d_step, jit_compile=self.cfg.xla or None)
         return self._d_step_fns[key]
@@ -459,7 +483,8 @@ class GanTrainer:
                     self._g_replica, args=(counter,),
                     kwargs=dict(resolution=resolution, minibatch=minibatch))
                 applied = self._apply_if_finite(self.g_optimizer, variables, grads, count)
-                return self._reduce(stats), applied
+                self._update_loss_scale(self.state.d_loss_scale_log2, applied)
+                return self._absorb_generator_stats(self._reduce(stats)), applied
 
             self._g_step_fns[key] = tf.function(g_step, jit_compile=self.cfg.xla or None)
         return self._g_step_fns[key]
@@ -473,6 +498,29 @@ class GanTrainer:
             reals, labels, counter, tf.constant(ema_beta, tf.float32))
         self.state.d_steps.assign_add(1)
         return out
+
+    def _loss_scale(self, loss_scale_log2):
+        """2^loss_scale_log2 under --mixed_precision (the loss is multiplied by it inside the tape
+        so float16 gradients do not underflow), None in float32."""
+        if not self.cfg.mixed_precision:
+            return None
+        return tf.pow(2.0, tf.cast(loss_scale_log2, tf.float32))
+
+    @staticmethod
+    def _unscaled_gradients(grads, variables, scale):
+        """float32 gradients (zeros for unused variables) divided by the loss scale; an
+        overflow shows up as non-finite entries, which the caller counts after the all-reduce."""
+        grads = _zeros_for_none(grads, variables)
+        if scale is None:
+            return grads
+        return [tf.cast(g, tf.float32) / scale for g in grads]
+
+    def _update_loss_scale(self, loss_scale_log2, applied):
+        """+0.0005 after an applied step, -1 after an overflow (decided on summed counts, so
+        every replica and worker agrees)."""
+        if self.cfg.mixed_precision:
+            loss_scale_log2.assign_add(tf.where(applied, LOSS_SCALE_INCREMENT_LOG2,
+                                                -LOSS_SCALE_DECREMENT_LOG2))
 
     def g_step(self, resolution, minibatch):
         """One generator step. Returns (stats, applied). Advances the G step counter."""
@@ -529,7 +577,7 @@ class GanTrainer:
             count = len(chunk[0])
             chunk = [np.concatenate([c, np.zeros((batch_size - count,) + c.shape[1:], c.dtype)])
                      for c in chunk]
-            out.append(fn(*[tf.constant(c) for c in chunk]).numpy()[:count])
+            out.append(np.asarray(fn(*[tf.constant(c) for c in chunk]), np.float32)[:count])
         return np.concatenate(out)
 
 
@@ -889,7 +937,9 @@ def _loop(run, stop):
         state.assign(nimg=nimg, data_position=data_position)
         _count_skipped(state, applied)
         in_a_row = max(state.d_nonfinite_in_a_row.numpy(), state.g_nonfinite_in_a_row.numpy())
-        if in_a_row >= cfg.max_nonfinite_steps:
+        # Under --mixed_precision the first overflows only lower the loss scale from 2^64.
+        limit = cfg.max_nonfinite_steps + (int(LOSS_SCALE_INIT_LOG2) if cfg.mixed_precision else 0)
+        if in_a_row >= limit:
             state.train_seconds.assign(time.time() - train_start)
             path = run.save_checkpoint()
             raise TrainingError(
