@@ -10,7 +10,7 @@ from progan_tf import schedule as schedule_lib
 
 LOSSES = ("wgan_gp", "lsgan", "logistic_r1")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
-ARCHITECTURES = ("progan",)
+ARCHITECTURES = ("progan", "stylegan")
 MBSTD_GROUPINGS = ("consecutive", "strided")
 
 
@@ -44,7 +44,13 @@ class TrainConfig:
       minibatch_repeats: minibatches between schedule updates (4 in the original).
       d_repeats: discriminator steps per generator step.
     Networks (SPEC 1)
-      architecture: "progan" (the StyleGAN generator comes later).
+      architecture: "progan" or "stylegan" (progan_tf.stylegan.StyleGenerator and its
+        discriminator; see `preset_defaults` for the defaults the command line switches to).
+      schedule_name: --schedule, "progan" (stabilise, then fade) or "rosinality" (fade, then
+        stabilise; schedule.RosinalitySchedule).
+      dlatent_size, mapping_layers, mapping_fmaps, mapping_lrmul: StyleGAN mapping network
+        (None = the latent size); style_mixing_prob: probability of a second latent per
+        minibatch from a random style layer on; dlatent_avg_beta: moving average of w.
       latent_size: None = nf(0); fmap_base, fmap_decay, fmap_max: channel formula.
       mbstd_group_size, mbstd_grouping: minibatch stddev layer of D.
       use_labels: condition on the dataset's labels (AC-GAN); the original's max_label_size.
@@ -99,6 +105,13 @@ class TrainConfig:
     fmap_base: int = 8192
     fmap_decay: float = 1.0
     fmap_max: int = 512
+    schedule_name: str = "progan"
+    dlatent_size: int | None = None
+    mapping_layers: int = 8
+    mapping_fmaps: int | None = None
+    mapping_lrmul: float = 0.01
+    style_mixing_prob: float = 0.9
+    dlatent_avg_beta: float = 0.995
     mbstd_group_size: int = 4
     mbstd_grouping: str = "consecutive"
     use_labels: bool = False
@@ -175,6 +188,19 @@ class TrainConfig:
         if self.architecture not in ARCHITECTURES:
             fail(f"--architecture: must be one of {', '.join(ARCHITECTURES)}, got "
                  f"{self.architecture!r}")
+        if self.schedule_name not in schedule_lib.SCHEDULES:
+            fail(f"--schedule: must be one of {', '.join(schedule_lib.SCHEDULES)}, got "
+                 f"{self.schedule_name!r}")
+        for flag in ("dlatent_size", "mapping_fmaps"):
+            if getattr(self, flag) is not None and getattr(self, flag) < 1:
+                fail(f"--{flag}: must be >= 1, got {getattr(self, flag)!r}")
+        if self.mapping_layers < 1:
+            fail(f"--mapping_layers: must be >= 1, got {self.mapping_layers!r}")
+        if not math.isfinite(self.mapping_lrmul) or self.mapping_lrmul <= 0:
+            fail(f"--mapping_lrmul: must be a positive number, got {self.mapping_lrmul!r}")
+        for flag in ("style_mixing_prob", "dlatent_avg_beta"):
+            if not 0.0 <= getattr(self, flag) <= 1.0:
+                fail(f"--{flag}: must be in [0, 1], got {getattr(self, flag)!r}")
         if self.latent_size is not None and self.latent_size < 1:
             fail(f"--latent_size: must be >= 1, got {self.latent_size!r}")
         if self.fmap_base < 1 or self.fmap_max < 1:
@@ -218,7 +244,8 @@ class TrainConfig:
 
     def schedule(self, resolution, num_replicas=1):
         """The `schedule.Schedule` of this config for final `resolution` and replica count."""
-        return schedule_lib.Schedule(
+        schedule_class = schedule_lib.schedule_class(self.schedule_name)
+        return schedule_class(
             resolution=resolution, initial_resolution=self.lod_initial_resolution,
             training_kimg=self.lod_training_kimg, transition_kimg=self.lod_transition_kimg,
             minibatch_base=self.minibatch_base, minibatch_dict=self.minibatch_dict,
@@ -241,6 +268,31 @@ class TrainConfig:
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
+
+
+def preset_defaults(architecture, schedule_name="progan"):
+    """Field values that differ from the dataclass defaults (ProGAN's) for `architecture` and
+    `schedule_name`; the command line uses them for every flag not given.
+
+    stylegan: non-saturating logistic loss + R1 (gamma 10), EMA half-life 10 kimg, 8x8 start,
+    25,000 kimg and NVIDIA's learning-rate table (SPEC 3). rosinality: its minibatch and
+    learning-rate tables, 600 kimg phases, WGAN-GP, EMA 0.999 and no Adam resets ([ROS]).
+    """
+    values = {}
+    if architecture == "stylegan":
+        values.update(loss="logistic_r1", ema_kimg=10.0,
+                      lod_initial_resolution=schedule_lib.STYLEGAN_INITIAL_RESOLUTION,
+                      total_kimg=schedule_lib.STYLEGAN_TOTAL_KIMG,
+                      lrate_dict=dict(schedule_lib.STYLEGAN_LRATE_DICT))
+    if schedule_name == "rosinality":
+        values.update(minibatch_base=schedule_lib.ROSINALITY_MINIBATCH_BASE,
+                      minibatch_dict=dict(schedule_lib.ROSINALITY_MINIBATCH_DICT),
+                      lrate_dict=dict(schedule_lib.ROSINALITY_LRATE_DICT),
+                      lod_training_kimg=schedule_lib.ROSINALITY_PHASE_KIMG,
+                      lod_transition_kimg=schedule_lib.ROSINALITY_PHASE_KIMG,
+                      loss="wgan_gp", ema_kimg=0.0, ema_beta=0.999,
+                      reset_optimizer_on_lod_change=False)
+    return values
 
 
 def _is_resolution(value):

@@ -228,3 +228,77 @@ class Schedule:
         """kimg at which lod first reaches 0 (e.g. 9,600 for 4 -> 1024 with 600 + 600)."""
         stages = int(math.log2(self.resolution) - math.log2(self.initial_resolution))
         return stages * (self.training_kimg + self.transition_kimg)
+
+
+# StyleGAN ([SG] train.py, SPEC 3): start at 8x8, 600 + 600 kimg per resolution, 25,000 kimg,
+# the learning rates of its 8-GPU table at every GPU count; minibatches as ProGAN's v2 presets.
+STYLEGAN_LRATE_DICT = {128: 0.0015, 256: 0.002, 512: 0.003, 1024: 0.003}
+STYLEGAN_TOTAL_KIMG = 25000.0
+STYLEGAN_INITIAL_RESOLUTION = 8
+
+# rosinality/style-based-gan-pytorch train.py --sched (SPEC 3 [ROS]).
+ROSINALITY_MINIBATCH_BASE = 32
+ROSINALITY_MINIBATCH_DICT = {4: 512, 8: 256, 16: 128, 32: 64, 64: 32, 128: 32, 256: 32}
+ROSINALITY_LRATE_DICT = {128: 0.0015, 256: 0.002, 512: 0.003, 1024: 0.003}
+ROSINALITY_PHASE_KIMG = 600.0
+
+SCHEDULES = ("progan", "rosinality")
+
+
+@dataclasses.dataclass(frozen=True)
+class RosinalitySchedule(Schedule):
+    """rosinality's StyleGAN schedule: each resolution after the first FADES IN over its first
+    `transition_kimg`, then stabilises for `training_kimg` (the reverse of ProGAN); the first
+    resolution trains 2 x 600 kimg at alpha 1; after the last resolution's phase alpha stays 1.
+
+    With P = training_kimg + transition_kimg, stage s = floor(kimg / P) (resolution
+    initial * 2^s, capped at R) and u = images shown in the stage,
+    alpha = min(1, (u + 1) / (transition_kimg * 1000)) ([ROS] `1 / phase * (used_sample + 1)`),
+    lod = log2(R / resolution) + 1 - alpha. Takes the same arguments as `Schedule`.
+    """
+
+    def _stage(self, kimg):
+        per_stage = self.training_kimg + self.transition_kimg
+        last = len(self.resolutions) - 1
+        stage = int(math.floor(kimg / per_stage)) if per_stage > 0 else last
+        if stage > last:
+            return last, None  # past the final resolution's phase: alpha 1 from here on
+        return stage, kimg - stage * per_stage
+
+    def fade_alpha_at(self, kimg):
+        stage, stage_kimg = self._stage(kimg)
+        if stage == 0 or stage_kimg is None or self.transition_kimg <= 0:
+            return 1.0
+        return min(1.0, (stage_kimg * 1000.0 + 1.0) / (self.transition_kimg * 1000.0))
+
+    def resolution_at(self, kimg):
+        return self.resolutions[self._stage(kimg)[0]]
+
+    def lod_at(self, kimg):
+        stages_left = math.log2(self.resolution) - math.log2(self.resolution_at(kimg))
+        return stages_left + 1.0 - self.fade_alpha_at(kimg)
+
+    def at(self, kimg):
+        resolution = self.resolution_at(kimg)
+        return Phase(
+            kimg=kimg, lod=self.lod_at(kimg), resolution=resolution,
+            fade_alpha=self.fade_alpha_at(kimg), minibatch=self.minibatch_at(resolution),
+            g_lrate=float(self.g_lrate_dict.get(resolution, self.g_lrate_base)),
+            d_lrate=float(self.d_lrate_dict.get(resolution, self.d_lrate_base)),
+            tick_kimg=float(self.tick_kimg_dict.get(resolution, self.tick_kimg_base)))
+
+    def kimg_fully_grown(self):
+        """kimg at which the final resolution is faded in completely."""
+        stages = len(self.resolutions) - 1
+        if stages == 0:
+            return 0.0
+        return stages * (self.training_kimg + self.transition_kimg) + self.transition_kimg
+
+
+def schedule_class(name):
+    """Schedule class for --schedule: "progan" (stabilise, then fade) or "rosinality"."""
+    if name == "progan":
+        return Schedule
+    if name == "rosinality":
+        return RosinalitySchedule
+    raise ValueError(f"--schedule: must be one of {', '.join(SCHEDULES)}, got {name!r}")

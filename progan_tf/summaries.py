@@ -114,6 +114,38 @@ def save_grid(images, path, grid_size, resolution=None):
     return grid
 
 
+def style_mixing_tiles(mapping, synthesis, column_latents, row_latents, layers):
+    """StyleGAN's figure 3 as tiles for `image_grid` with grid_size (columns + 1, rows + 1).
+
+    mapping: latents [N, Z] -> dlatents [N, L, D]; synthesis: dlatents -> images [N, H, W, C]
+    in [-1, 1] (callables returning arrays or tensors). The top row shows the column latents'
+    images, the left column the row latents' images; tile (i, j) renders row i's w with the
+    style layers in `layers` (e.g. the coarse ones, 0-3) taken from column j. The corner is
+    black (-1). Returns float32 [(rows + 1) * (columns + 1), H, W, C].
+    """
+    column_w = np.asarray(mapping(np.asarray(column_latents, np.float32)), np.float32)
+    row_w = np.asarray(mapping(np.asarray(row_latents, np.float32)), np.float32)
+    columns, rows = len(column_w), len(row_w)
+    layers = list(layers)
+    mixed = np.repeat(row_w[:, None], columns, axis=1)  # [rows, columns, L, D]
+    mixed[:, :, layers] = column_w[None, :, layers]
+    images = np.asarray(synthesis(np.concatenate(
+        [column_w, row_w, mixed.reshape((-1,) + row_w.shape[1:])])), np.float32)
+    tiles = np.full(((rows + 1) * (columns + 1),) + images.shape[1:], -1.0, np.float32)
+    tiles[1:columns + 1] = images[:columns]
+    for i in range(rows):
+        start = (i + 1) * (columns + 1)
+        tiles[start] = images[columns + i]
+        offset = columns + rows + i * columns
+        tiles[start + 1:start + 1 + columns] = images[offset:offset + columns]
+    return tiles
+
+
+def mixing_filename(kimg):
+    """'mix000120.png': the style-mixing grid at 120 kimg (StyleGAN runs)."""
+    return f"mix{int(kimg):06d}.png"
+
+
 def fakes_filename(kimg):
     """'fakes000120.png' for 120 kimg, as the original names its snapshots."""
     return f"fakes{int(kimg):06d}.png"

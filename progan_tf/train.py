@@ -68,8 +68,29 @@ _MINIBATCH_REPEATS = flags.DEFINE_integer(
     "minibatch_repeats", 4, "Training iterations between updates of lod, minibatch and rates.")
 _D_REPEATS = flags.DEFINE_integer("d_repeats", 1, "Discriminator steps per generator step.")
 # Networks.
-_ARCHITECTURE = flags.DEFINE_enum("architecture", "progan", list(config.ARCHITECTURES),
-                                  "Generator architecture.")
+_ARCHITECTURE = flags.DEFINE_enum(
+    "architecture", "progan", list(config.ARCHITECTURES),
+    "Generator architecture. stylegan changes the defaults of flags not given to StyleGAN's: "
+    "--loss=logistic_r1 --ema_kimg=10 --lod_initial_resolution=8 --total_kimg=25000 "
+    "--lrate_dict=128:0.0015,256:0.002,512:0.003,1024:0.003.")
+_SCHEDULE = flags.DEFINE_enum(
+    "schedule", "progan", ["progan", "rosinality"],
+    "progan: stabilise each resolution, then fade in the next; rosinality: each resolution fades "
+    "in over its first --lod_transition_kimg, then stabilises (and, for flags not given, "
+    "rosinality's minibatch/learning-rate tables, 600 kimg phases, wgan_gp, EMA 0.999, no Adam "
+    "resets).")
+_DLATENT_SIZE = flags.DEFINE_integer("dlatent_size", None,
+                                     "StyleGAN: size of w (default: the latent size).")
+_MAPPING_LAYERS = flags.DEFINE_integer("mapping_layers", 8, "StyleGAN: mapping network depth.")
+_MAPPING_FMAPS = flags.DEFINE_integer("mapping_fmaps", None,
+                                      "StyleGAN: mapping layer width (default: --dlatent_size).")
+_MAPPING_LRMUL = flags.DEFINE_float(
+    "mapping_lrmul", 0.01, "StyleGAN: learning-rate multiplier of the mapping network's weights "
+    "and biases (inside its layers; the optimizers use one rate).")
+_STYLE_MIXING_PROB = flags.DEFINE_float(
+    "style_mixing_prob", 0.9, "StyleGAN: probability of mixing two latents' styles per minibatch.")
+_DLATENT_AVG_BETA = flags.DEFINE_float(
+    "dlatent_avg_beta", 0.995, "StyleGAN: moving-average factor of w (the truncation centre).")
 _LATENT_SIZE = flags.DEFINE_integer("latent_size", None, "Latent size (default: nf(0)).")
 _FMAP_BASE = flags.DEFINE_integer("fmap_base", 8192, "Channel formula: min(base / 2^stage, max).")
 _FMAP_DECAY = flags.DEFINE_float("fmap_decay", 1.0, "Channel formula decay per stage (log2).")
@@ -164,6 +185,12 @@ def build_config(values):
                                                       "--tick_kimg_dict", float),
         minibatch_repeats=values["minibatch_repeats"], d_repeats=values["d_repeats"],
         architecture=values["architecture"], latent_size=values["latent_size"],
+        schedule_name=values.get("schedule", "progan"), dlatent_size=values.get("dlatent_size"),
+        mapping_layers=values.get("mapping_layers", 8),
+        mapping_fmaps=values.get("mapping_fmaps"),
+        mapping_lrmul=values.get("mapping_lrmul", 0.01),
+        style_mixing_prob=values.get("style_mixing_prob", 0.9),
+        dlatent_avg_beta=values.get("dlatent_avg_beta", 0.995),
         fmap_base=values["fmap_base"], fmap_decay=values["fmap_decay"],
         fmap_max=values["fmap_max"], mbstd_group_size=values["mbstd_group_size"],
         mbstd_grouping=values["mbstd_grouping"], use_labels=values["use_labels"],
@@ -183,6 +210,18 @@ def build_config(values):
         export=values["export"], export_model_name=values["export_model_name"])
 
 
+def apply_preset_defaults(values, given):
+    """`values` with config.preset_defaults(--architecture, --schedule) for every flag not in
+    `given` (the flags set on the command line or in a flag file)."""
+    values = dict(values)
+    presets = config.preset_defaults(values["architecture"], values.get("schedule", "progan"))
+    for name, value in presets.items():
+        if name not in given:
+            values[name] = (schedule.format_resolution_dict(value) if isinstance(value, dict)
+                            else value)
+    return values
+
+
 def _flag_values():
     """{name: value} of the flags defined in this module."""
     holders = [h for h in globals().values() if isinstance(h, flags.FlagHolder)]
@@ -199,6 +238,8 @@ def main(argv):
     if len(argv) > 1:
         _fail(f"unexpected arguments {argv[1:]} (flags are written --name=value)")
     values = _flag_values()
+    values = apply_preset_defaults(
+        values, {name for name in values if flags.FLAGS[name].present})
     try:
         cfg = build_config(values)
     except ValueError as error:

@@ -34,6 +34,7 @@ from progan_tf import data
 from progan_tf import losses
 from progan_tf import networks
 from progan_tf import schedule as schedule_lib
+from progan_tf import stylegan
 from progan_tf import summaries
 
 CHECKPOINT_DIR = "checkpoints"
@@ -43,7 +44,6 @@ FLAGS_JSON = "flags.json"
 LOG_FILE = "log.txt"
 EXPORT_DIR = "export"
 
-# Purposes of the stateless random streams; each step counter is multiplied by their number.
 # Loss scaling of --mixed_precision, as the original's tfutil.Optimizer (log2 values).
 LOSS_SCALE_INIT_LOG2 = 64.0
 LOSS_SCALE_INCREMENT_LOG2 = 0.0005
@@ -53,6 +53,7 @@ LOSS_SCALE_DECREMENT_LOG2 = 1.0
 MIXING_GRID_COLUMNS = 5
 MIXING_GRID_ROWS = 3
 
+# Purposes of the stateless random streams; each step counter is multiplied by their number.
 _D_LATENTS, _D_MIX, _G_LATENTS, _G_LABELS, _NUM_STREAMS = range(5)
 
 
@@ -210,13 +211,13 @@ class TrainingState(tf.Module):
                                                 name="g_nonfinite_in_a_row")
         self.train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False,
                                          name="train_seconds")
-
         # log2 of the loss scales of --mixed_precision (SPEC 2: init 64, +0.0005 per applied
         # step, -1 per overflow); unused in float32.
         self.d_loss_scale_log2 = tf.Variable(LOSS_SCALE_INIT_LOG2, dtype=tf.float32,
                                              trainable=False, name="d_loss_scale_log2")
         self.g_loss_scale_log2 = tf.Variable(LOSS_SCALE_INIT_LOG2, dtype=tf.float32,
                                              trainable=False, name="g_loss_scale_log2")
+
     def values(self):
         return {name: getattr(self, name).numpy().item() for name in self.names()}
 
@@ -238,7 +239,40 @@ def network_kwargs(cfg, resolution, num_channels, label_size):
     generator = dict(common, latent_size=cfg.latent_size)
     discriminator = dict(common, mbstd_group_size=cfg.mbstd_group_size,
                          mbstd_grouping=cfg.mbstd_grouping)
+    if cfg.architecture == "stylegan":
+        # None = nf(0) as in ProGAN (512 at the paper's widths); w has the latent's size.
+        latent_size = cfg.latent_size or networks.nf(0, cfg.fmap_base, cfg.fmap_decay,
+                                                     cfg.fmap_max)
+        dlatent_size = cfg.dlatent_size or latent_size
+        generator = dict(common, latent_size=latent_size, dlatent_size=dlatent_size,
+                         mapping_layers=cfg.mapping_layers,
+                         mapping_fmaps=cfg.mapping_fmaps or dlatent_size,
+                         mapping_lrmul=cfg.mapping_lrmul)
     return generator, discriminator
+
+
+def build_networks(cfg, g_kwargs, d_kwargs):
+    """(generator, EMA generator, discriminator) of cfg.architecture; call in strategy.scope().
+
+    StyleGAN: the training generator draws fresh noise, the EMA generator (grids, metrics,
+    export) renders each layer's fixed noise image. The mapping network's learning-rate
+    multiplier lives in its layers (weights and biases), so the optimizers use one rate.
+    """
+    if cfg.architecture == "stylegan":
+        generator = stylegan.StyleGenerator(**g_kwargs, name="generator")
+        generator_ema = stylegan.StyleGenerator(**g_kwargs, name="generator_ema")
+        discriminator = stylegan.stylegan_discriminator(**d_kwargs, name="discriminator")
+        generator.set_noise_mode("random")
+        generator_ema.set_noise_mode("const")
+        return generator, generator_ema, discriminator
+    return (networks.Generator(**g_kwargs, name="generator"),
+            networks.Generator(**g_kwargs, name="generator_ema"),
+            networks.Discriminator(**d_kwargs, name="discriminator"))
+
+
+def _is_noise_switch(variable):
+    """StyleGAN's per-layer `randomize` scalar: each generator keeps its own noise mode."""
+    return variable.path.rsplit("/", 1)[-1] == "randomize"
 
 
 class GanTrainer:
@@ -260,10 +294,13 @@ class GanTrainer:
         self._d_step_fns, self._g_step_fns, self._grad_fns, self._render_fns = {}, {}, {}, {}
         g_kwargs, d_kwargs = network_kwargs(cfg, resolution, num_channels, self.label_size)
         keras.utils.set_random_seed(cfg.seed)  # the initial weights are a function of the seed
+        # Process-wide (SPEC 10): every layer built from here on computes in float16 while its
+        # variables stay float32; the layers keep their scaling and normalisation in float32.
+        keras.mixed_precision.set_global_policy("mixed_float16" if cfg.mixed_precision
+                                                else "float32")
         with strategy.scope():
-            self.generator = networks.Generator(**g_kwargs, name="generator")
-            self.generator_ema = networks.Generator(**g_kwargs, name="generator_ema")
-            self.discriminator = networks.Discriminator(**d_kwargs, name="discriminator")
+            self.generator, self.generator_ema, self.discriminator = build_networks(
+                cfg, g_kwargs, d_kwargs)
             self.g_optimizer = self._adam("g_optimizer")
             self.d_optimizer = self._adam("d_optimizer")
             self.g_optimizer.build(self.generator.trainable_variables)
@@ -273,7 +310,10 @@ class GanTrainer:
             if tuple(ema.shape) != tuple(live.shape):
                 raise TrainingError(f"EMA generator weight {ema.path} {ema.shape} does not match "
                                     f"{live.path} {live.shape}")
-            ema.assign(live)
+            if not _is_noise_switch(live):
+                ema.assign(live)
+        self._ema_pairs = [(ema, live) for ema, live in self._ema_pairs
+                           if not _is_noise_switch(live)]
         self.state = TrainingState()
         self.checkpoint = tf.train.Checkpoint(
             generator=self.generator, generator_ema=self.generator_ema,
@@ -294,10 +334,6 @@ class GanTrainer:
         return {"architecture": self.cfg.architecture,
                 "generator": self.generator.get_config(),
                 "discriminator": self.discriminator.get_config()}
-        # Process-wide (SPEC 10): every layer built from here on computes in float16 while its
-        # variables stay float32; the layers keep their scaling and normalisation in float32.
-        keras.mixed_precision.set_global_policy("mixed_float16" if cfg.mixed_precision
-                                                else "float32")
 
     # -- schedule ----------------------------------------------------------------------------
 
@@ -345,15 +381,56 @@ class GanTrainer:
     def _generator_inputs(self, latents, labels):
         return latents if not self.label_size else [latents, labels]
 
+    def _fakes(self, latents, labels, counter, stream, resolution, minibatch, stats):
+        """Training forward of the generator at `resolution`: images [n, r, r, C].
+
+        StyleGAN (SPEC 3): w = mapping(z); the batch mean of w_0 goes into
+        stats["_dlatent_mean"] (the step updates dlatent_avg from it outside the replicas);
+        with probability style_mixing_prob a second latent's w replaces the layers from a
+        random crossover on (one draw per global batch, the same on every replica)."""
+        if self.cfg.architecture != "stylegan":
+            return self.generator.model_for(resolution)(
+                self._generator_inputs(latents, labels), training=True)
+        mapping = self.generator.mapping_model()
+        dlatents = mapping(self._generator_inputs(latents, labels), training=True)
+        stats["_dlatent_mean"] = tf.reduce_sum(tf.cast(dlatents[:, 0], tf.float32),
+                                               axis=0) / minibatch
+        if self.cfg.style_mixing_prob > 0:
+            key = self._seed(counter, stream)
+            latents2 = self._replica_slice(tf.random.stateless_normal(
+                [minibatch, self.latent_size], tf.random.experimental.stateless_fold_in(key, 1),
+                alg="philox"), minibatch)
+            dlatents2 = mapping(self._generator_inputs(latents2, labels), training=True)
+            cutoff = stylegan.draw_mixing_cutoff(
+                stylegan.num_layers_at(resolution), self.cfg.style_mixing_prob,
+                tf.random.experimental.stateless_fold_in(key, 2))
+            stats["_mixing_cutoff"] = cutoff
+            dlatents = stylegan.mix_styles(dlatents, dlatents2, cutoff)
+        return self.generator.synthesis_model_for(resolution)(dlatents, training=True)
+
+    def _absorb_generator_stats(self, stats):
+        """Moves the StyleGAN entries out of the reduced `stats`: updates dlatent_avg from the
+        global batch mean of w_0 and keeps the last crossover (for tests) in
+        `self.last_mixing_cutoff`."""
+        mean = stats.pop("_dlatent_mean", None)
+        if mean is not None:
+            avg = self.generator.dlatent_avg
+            avg.assign(mean + self.cfg.dlatent_avg_beta * (avg - mean))
+        cutoff = stats.pop("_mixing_cutoff", None)
+        if cutoff is not None:
+            stats["Train/mixing_cutoff"] = tf.cast(cutoff, tf.float32) / self.num_replicas
+        return stats
+
     def _d_replica(self, reals, labels, counter, resolution, minibatch):
         """Per-replica D loss and gradients: (grads, stats of global-batch means, non-finite)."""
         cfg = self.cfg
-        g_model = self.generator.model_for(resolution)
         d_model = self.discriminator.model_for(resolution)
         d_vars = self._d_vars(resolution)
         reals = data.crossfade_reals(tf.cast(reals, tf.float32), self.discriminator.fade_alpha)
         latents = self._latents(counter, _D_LATENTS, minibatch)
-        fakes = g_model(self._generator_inputs(latents, labels), training=True)
+        generator_stats = {}
+        fakes = self._fakes(latents, labels, counter, _D_LATENTS, resolution, minibatch,
+                            generator_stats)
 
         def critic(images):
             return losses.split_scores(d_model(images, training=True))[0]
@@ -390,18 +467,19 @@ class GanTrainer:
         stats.update({"Loss/D": per_sample, "Score/real": real_scores,
                       "Score/fake": fake_scores})
         stats = {tag: tf.reduce_sum(value) / minibatch for tag, value in stats.items()}
+        stats.update(generator_stats)
         return grads, stats, _count_nonfinite(grads)
 
     def _g_replica(self, counter, resolution, minibatch):
         cfg = self.cfg
-        g_model = self.generator.model_for(resolution)
         d_model = self.discriminator.model_for(resolution)
         g_vars = self._g_vars(resolution)
         latents = self._latents(counter, _G_LATENTS, minibatch)
         labels = self._random_labels(counter, minibatch) if self.label_size else None
         stats = {}
         with tf.GradientTape() as tape:
-            fakes = g_model(self._generator_inputs(latents, labels), training=True)
+            fakes = self._fakes(latents, labels, counter, _G_LATENTS, resolution, minibatch,
+                                stats)
             fake_scores, fake_logits = losses.split_scores(d_model(fakes, training=True))
             if cfg.loss == "wgan_gp":
                 per_sample = losses.wgan_g_loss(fake_scores)
@@ -418,6 +496,29 @@ class GanTrainer:
         grads = self._unscaled_gradients(tape.gradient(scaled_loss, g_vars), g_vars, scale)
         stats["Loss/G"] = tf.reduce_sum(per_sample) / minibatch
         return grads, stats, _count_nonfinite(grads)
+
+    def _loss_scale(self, loss_scale_log2):
+        """2^loss_scale_log2 under --mixed_precision (the loss is multiplied by it inside the tape
+        so float16 gradients do not underflow), None in float32."""
+        if not self.cfg.mixed_precision:
+            return None
+        return tf.pow(2.0, tf.cast(loss_scale_log2, tf.float32))
+
+    @staticmethod
+    def _unscaled_gradients(grads, variables, scale):
+        """float32 gradients (zeros for unused variables) divided by the loss scale; an
+        overflow shows up as non-finite entries, which the caller counts after the all-reduce."""
+        grads = _zeros_for_none(grads, variables)
+        if scale is None:
+            return grads
+        return [tf.cast(g, tf.float32) / scale for g in grads]
+
+    def _update_loss_scale(self, loss_scale_log2, applied):
+        """+0.0005 after an applied step, -1 after an overflow (decided on summed counts, so
+        every replica and worker agrees)."""
+        if self.cfg.mixed_precision:
+            loss_scale_log2.assign_add(tf.where(applied, LOSS_SCALE_INCREMENT_LOG2,
+                                                -LOSS_SCALE_DECREMENT_LOG2))
 
     def _g_vars(self, resolution):
         """Generator variables in use at `resolution` (the optimizer was built over all)."""
@@ -466,7 +567,7 @@ class GanTrainer:
                     kwargs=dict(resolution=resolution, minibatch=minibatch))
                 applied = self._apply_if_finite(self.d_optimizer, variables, grads, count,
                                                 after=lambda: self._update_ema(ema_beta))
-                self._update_loss_scale(self.state.g_loss_scale_log2, applied)
+                self._update_loss_scale(self.state.d_loss_scale_log2, applied)
                 return self._absorb_generator_stats(self._reduce(stats)), applied
 
             self._d_step_fns[key] = tf.function(d_step, jit_compile=self.cfg.xla or None)
@@ -483,7 +584,7 @@ class GanTrainer:
                     self._g_replica, args=(counter,),
                     kwargs=dict(resolution=resolution, minibatch=minibatch))
                 applied = self._apply_if_finite(self.g_optimizer, variables, grads, count)
-                self._update_loss_scale(self.state.d_loss_scale_log2, applied)
+                self._update_loss_scale(self.state.g_loss_scale_log2, applied)
                 return self._absorb_generator_stats(self._reduce(stats)), applied
 
             self._g_step_fns[key] = tf.function(g_step, jit_compile=self.cfg.xla or None)
@@ -498,29 +599,6 @@ class GanTrainer:
             reals, labels, counter, tf.constant(ema_beta, tf.float32))
         self.state.d_steps.assign_add(1)
         return out
-
-    def _loss_scale(self, loss_scale_log2):
-        """2^loss_scale_log2 under --mixed_precision (the loss is multiplied by it inside the tape
-        so float16 gradients do not underflow), None in float32."""
-        if not self.cfg.mixed_precision:
-            return None
-        return tf.pow(2.0, tf.cast(loss_scale_log2, tf.float32))
-
-    @staticmethod
-    def _unscaled_gradients(grads, variables, scale):
-        """float32 gradients (zeros for unused variables) divided by the loss scale; an
-        overflow shows up as non-finite entries, which the caller counts after the all-reduce."""
-        grads = _zeros_for_none(grads, variables)
-        if scale is None:
-            return grads
-        return [tf.cast(g, tf.float32) / scale for g in grads]
-
-    def _update_loss_scale(self, loss_scale_log2, applied):
-        """+0.0005 after an applied step, -1 after an overflow (decided on summed counts, so
-        every replica and worker agrees)."""
-        if self.cfg.mixed_precision:
-            loss_scale_log2.assign_add(tf.where(applied, LOSS_SCALE_INCREMENT_LOG2,
-                                                -LOSS_SCALE_DECREMENT_LOG2))
 
     def g_step(self, resolution, minibatch):
         """One generator step. Returns (stats, applied). Advances the G step counter."""
@@ -559,6 +637,21 @@ class GanTrainer:
     def distribute(self, dataset_fn):
         """Distributed dataset from `dataset_fn(input_context)`."""
         return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    def style_mixing_tiles(self, column_latents, row_latents, layers, resolution, label=None):
+        """summaries.style_mixing_tiles on the EMA generator at `resolution` (its fixed noise);
+        label: [1, L] label of every image of a conditional generator."""
+        mapping = self.generator_ema.mapping_model()
+        synthesis = self.generator_ema.synthesis_model_for(resolution)
+
+        def map_latents(latents):
+            if not self.label_size:
+                return mapping(latents, training=False)
+            return mapping([latents, np.repeat(label, len(latents), axis=0)], training=False)
+
+        return summaries.style_mixing_tiles(
+            map_latents, lambda dlatents: synthesis(dlatents, training=False), column_latents,
+            row_latents, layers)
 
     def render(self, latents, labels, resolution, batch_size=64):
         """Images of the EMA generator at `resolution`: float32 [N, r, r, C] numpy. Runs in
@@ -828,6 +921,23 @@ class _Run:
         grid = summaries.save_grid(images, self._path(summaries.fakes_filename(nimg // 1000)),
                                    self.grid_size, self.source.resolution)
         self.tensorboard.image("Samples/fakes", grid, nimg)
+        if self.cfg.architecture == "stylegan":
+            self.snapshot_style_mixing(nimg, resolution)
+
+    def snapshot_style_mixing(self, nimg, resolution):
+        """StyleGAN's figure-3 grid from the EMA generator: `mixKKKKKK.png` and
+        Samples/style_mixing. Columns give the coarse styles (layers 0-3, at most half of the
+        layers in use), rows the rest."""
+        columns, rows = MIXING_GRID_COLUMNS, MIXING_GRID_ROWS
+        rng = np.random.default_rng(self.cfg.seed + 1)
+        latents = rng.standard_normal((columns + rows, self.trainer.latent_size)).astype(
+            np.float32)
+        layers = range(min(4, stylegan.num_layers_at(resolution) // 2))
+        tiles = self.trainer.style_mixing_tiles(latents[:columns], latents[columns:], layers,
+                                                resolution, self.grid_labels[:1])
+        grid = summaries.save_grid(tiles, self._path(summaries.mixing_filename(nimg // 1000)),
+                                   (columns + 1, rows + 1), self.source.resolution)
+        self.tensorboard.image("Samples/style_mixing", grid, nimg)
 
     def run_metrics(self, nimg, resolution):
         """Computes --metrics on the EMA generator (only once it is fully grown)."""
