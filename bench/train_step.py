@@ -6,6 +6,11 @@ while that resolution fades in (alpha 0.5), as in the CPU peer baseline of SPEC 
 
     python bench/train_step.py --resolution 16 --batch 16 --iterations 3
     python bench/train_step.py --resolution 32 --fmap_max 64     # narrow, quick check
+    python bench/train_step.py --architecture stylegan --resolution 16 --iterations 2
+
+--architecture stylegan times the StyleGAN generator (mapping + synthesis, random noise,
+dlatent_avg update) with the blurred discriminator under the same WGAN-GP workload, as the
+PyTorch peer (rosinality's StyleGAN, style mixing off by default: --style_mixing_prob 0).
 
 Prints img/s, s/iter (median of the timed iterations; the first iteration, which traces and
 compiles, is reported separately), peak RSS, the CPU model and the oneDNN setting.
@@ -58,8 +63,10 @@ def parse_args(argv=None):
     parser.add_argument("--resolution", type=int, default=32, help="stage being faded in")
     parser.add_argument("--batch", type=int, default=16, help="global minibatch")
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations")
-    parser.add_argument("--architecture", default="progan", choices=["progan"],
+    parser.add_argument("--architecture", default="progan", choices=["progan", "stylegan"],
                         help="generator architecture")
+    parser.add_argument("--style_mixing_prob", type=float, default=0.0,
+                        help="StyleGAN: style-mixing probability (peer: 0, training default 0.9)")
     parser.add_argument("--fmap_base", type=int, default=8192, help="paper: 8192")
     parser.add_argument("--fmap_max", type=int, default=512, help="paper: 512")
     parser.add_argument("--replicas", type=int, default=1,
@@ -93,7 +100,8 @@ def main(argv=None):
     res = args.resolution
     cfg = config.TrainConfig(data_dir="synthetic", fmap_base=args.fmap_base,
                              fmap_max=args.fmap_max, minibatch_base=args.batch, minibatch_dict={},
-                             lrate_dict={}, xla=args.xla,
+                             lrate_dict={}, xla=args.xla, architecture=args.architecture,
+                             loss="wgan_gp", style_mixing_prob=args.style_mixing_prob,
                              strategy="mirrored" if args.replicas > 1 else "one_device")
     strategy = trainer.make_strategy(cfg.strategy)
     images = np.random.default_rng(0).uniform(-1, 1, (2 * args.batch, res, res, 3))
@@ -119,7 +127,7 @@ def main(argv=None):
     print(f"TensorFlow {tf.__version__}, strategy {type(strategy).__name__} x"
           f"{strategy.num_replicas_in_sync}, xla {args.xla}, intra-op threads "
           f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}")
-    print(f"resolution {res} (fade-in alpha 0.5), batch {args.batch}, G {g_params:,} / "
+    print(f"architecture {args.architecture}, resolution {res} (fade-in alpha 0.5), batch {args.batch}, G {g_params:,} / "
           f"D {d_params:,} parameters at this stage (fmap_base {args.fmap_base}, "
           f"fmap_max {args.fmap_max})", flush=True)
     first = iteration()
