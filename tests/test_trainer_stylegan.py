@@ -226,3 +226,21 @@ def test_command_line_trains_stylegan_and_writes_its_network_json(tmp_path):
     assert flags_json["lod_initial_resolution"] == 8 and flags_json["ema_beta"] == 0.999
     log = open(run_dir / "log.txt").read()
     assert "resolution 8 " in log and "Training done" in log
+
+
+def test_stylegan_flag_files_hold_nvidias_and_rosinalitys_settings():
+    from test_train import parse
+    nvidia = parse(f"--flagfile={REPO}/configs/stylegan-ffhq-1024.flags")
+    assert (nvidia.architecture, nvidia.schedule_name, nvidia.loss) == (
+        "stylegan", "progan", "logistic_r1")
+    assert (nvidia.lod_initial_resolution, nvidia.total_kimg, nvidia.ema_kimg) == (8, 25000, 10)
+    assert nvidia.schedule(1024).kimg_fully_grown() == 8400
+    assert dict(nvidia.lrate_dict) == schedule.STYLEGAN_LRATE_DICT
+    ros = parse(f"--flagfile={REPO}/configs/stylegan-rosinality.flags")
+    assert ros.schedule_name == "rosinality" and not ros.reset_optimizer_on_lod_change
+    phase = ros.schedule(1024).at(1500.0)
+    assert (phase.resolution, phase.minibatch) == (16, 128)
+    assert phase.fade_alpha == pytest.approx(0.5, abs=1e-5)
+    quick = parse(f"--flagfile={REPO}/configs/stylegan-quickstart.flags")
+    assert quick.architecture == "stylegan"
+    assert quick.schedule(32).at(quick.total_kimg).resolution == 32
