@@ -12,6 +12,12 @@ while that resolution fades in (alpha 0.5), as in the CPU peer baseline of SPEC 
 dlatent_avg update) with the blurred discriminator under the same WGAN-GP workload, as the
 PyTorch peer (rosinality's StyleGAN, style mixing off by default: --style_mixing_prob 0).
 
+--xla, --mixed_precision and --replicas N add configurations measured side by side, each in
+its own process (the Keras policy and the logical devices are process-wide), after the float32
+one-device baseline; a table of img/s closes the run:
+
+    python bench/train_step.py --resolution 16 --iterations 2 --xla --mixed_precision --replicas 2
+
 Prints img/s, s/iter (median of the timed iterations; the first iteration, which traces and
 compiles, is reported separately), peak RSS, the CPU model and the oneDNN setting.
 """
@@ -21,6 +27,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 
@@ -58,6 +65,11 @@ def onednn_setting():
     return f"TF_ENABLE_ONEDNN_OPTS={value} ({'on' if value not in ('0', 'false') else 'off'})"
 
 
+# Configuration name -> (replicas, xla, mixed precision); "replicas" uses --replicas.
+CONFIGURATIONS = {"float32": (1, False, False), "xla": (1, True, False),
+                  "mixed_precision": (1, False, True), "replicas": (None, False, False)}
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--resolution", type=int, default=32, help="stage being faded in")
@@ -70,10 +82,13 @@ def parse_args(argv=None):
     parser.add_argument("--fmap_base", type=int, default=8192, help="paper: 8192")
     parser.add_argument("--fmap_max", type=int, default=512, help="paper: 512")
     parser.add_argument("--replicas", type=int, default=1,
-                        help="MirroredStrategy over this many logical CPU devices (1 = one_device)")
-    parser.add_argument("--xla", action="store_true", help="jit-compile the steps (one device)")
+                        help="also measure MirroredStrategy over this many logical CPU devices")
+    parser.add_argument("--xla", action="store_true", help="also measure jit-compiled steps")
     parser.add_argument("--mixed_precision", action="store_true",
-                        help="float16 compute (not available in the trainer yet)")
+                        help="also measure float16 compute (mixed_float16, loss scale 2^10)")
+    parser.add_argument("--single", default=None, choices=list(CONFIGURATIONS),
+                        help="measure only this configuration in this process (used internally: "
+                             "the policy and logical devices are process-wide)")
     parser.add_argument("--threads", type=int, default=0,
                         help="intra-op threads (0 = TensorFlow's default, all cores)")
     return parser.parse_args(argv)
@@ -81,18 +96,52 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.mixed_precision:
-        sys.exit("train_step.py: error: --mixed_precision is not available in the trainer yet")
-    if args.xla and args.replicas > 1:
-        sys.exit("train_step.py: error: --xla works with one replica only")
+    if args.replicas < 1:
+        sys.exit("train_step.py: error: --replicas must be >= 1")
+    if args.single is None and (args.xla or args.mixed_precision or args.replicas > 1):
+        return compare(args, argv if argv is not None else sys.argv[1:])
+    replicas, xla, mixed_precision = CONFIGURATIONS[args.single or "float32"]
+    replicas = args.replicas if replicas is None else replicas
+    measure(args, replicas, xla, mixed_precision)
+
+
+def compare(args, argv):
+    """Runs float32 one-device and each requested variant in its own process; prints a table."""
+    names = ["float32"] + [name for name, wanted in (
+        ("xla", args.xla), ("mixed_precision", args.mixed_precision),
+        ("replicas", args.replicas > 1)) if wanted]
+    base = [a for a in argv if not a.startswith(("--xla", "--mixed_precision", "--single"))]
+    rows = []
+    for name in names:
+        print(f"--- {name} ---", flush=True)
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), *base,
+                               f"--single={name}"], capture_output=True, text=True)
+        sys.stdout.write(proc.stdout)
+        result = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
+        if proc.returncode != 0 or not result:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            rows.append((name, "failed", tail[:100]))
+        else:
+            fields = result[-1].split(": ", 1)[1]
+            rows.append((name, fields.split(" img/s")[0], fields.split(", ", 1)[1]))
+    label = {"replicas": f"mirrored x{args.replicas} logical CPUs"}
+    print(f"\nresolution {args.resolution}, batch {args.batch}, fmap_max {args.fmap_max}, "
+          f"{args.iterations} timed iterations each")
+    print(f"{'configuration':<28} {'img/s':>8}  details")
+    for name, img_s, details in rows:
+        print(f"{label.get(name, name):<28} {img_s:>8}  {details}")
+
+
+def measure(args, replicas, xla, mixed_precision):
+    """One configuration in this process."""
     import numpy as np
     import tensorflow as tf
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    if args.replicas > 1:
+    if replicas > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(args.replicas)])
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(replicas)])
     from progan_tf import config
     from progan_tf import schedule
     from progan_tf import trainer
@@ -100,13 +149,16 @@ def main(argv=None):
     res = args.resolution
     cfg = config.TrainConfig(data_dir="synthetic", fmap_base=args.fmap_base,
                              fmap_max=args.fmap_max, minibatch_base=args.batch, minibatch_dict={},
-                             lrate_dict={}, xla=args.xla, architecture=args.architecture,
+                             lrate_dict={}, xla=xla, mixed_precision=mixed_precision, architecture=args.architecture,
                              loss="wgan_gp", style_mixing_prob=args.style_mixing_prob,
-                             strategy="mirrored" if args.replicas > 1 else "one_device")
+                             strategy="mirrored" if replicas > 1 else "one_device")
     strategy = trainer.make_strategy(cfg.strategy)
     images = np.random.default_rng(0).uniform(-1, 1, (2 * args.batch, res, res, 3))
     source = trainer.InMemorySource(images.astype(np.float32))
     gan = trainer.GanTrainer(cfg, strategy, res, 3)
+    if mixed_precision:  # 2^64 (the original's start) would skip the first steps: time real ones
+        gan.state.d_loss_scale_log2.assign(10.0)
+        gan.state.g_loss_scale_log2.assign(10.0)
     gan.apply_phase(schedule.Phase(kimg=0.0, lod=0.5, resolution=res, fade_alpha=0.5,
                                    minibatch=args.batch, g_lrate=0.001, d_lrate=0.001,
                                    tick_kimg=1.0))
@@ -125,7 +177,7 @@ def main(argv=None):
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs; {', '.join(cpu_flags())})")
     print(f"oneDNN: {onednn_setting()}")
     print(f"TensorFlow {tf.__version__}, strategy {type(strategy).__name__} x"
-          f"{strategy.num_replicas_in_sync}, xla {args.xla}, intra-op threads "
+          f"{strategy.num_replicas_in_sync}, xla {xla}, mixed precision {mixed_precision}, intra-op threads "
           f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}")
     print(f"architecture {args.architecture}, resolution {res} (fade-in alpha 0.5), batch {args.batch}, G {g_params:,} / "
           f"D {d_params:,} parameters at this stage (fmap_base {args.fmap_base}, "

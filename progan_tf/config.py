@@ -68,6 +68,8 @@ class TrainConfig:
         xla: jit-compile the steps (one_device only).
       seed: seeds weights, latents, penalties and the order of the reals.
       max_nonfinite_steps: consecutive skipped (non-finite) steps that stop the run.
+      worker_timeout_sec: multi_worker: a collective that waits longer than this for a peer
+        fails, so a dead worker stops the others instead of hanging them.
     Output
       image_snapshot_ticks: fake-image grid every N ticks; checkpoint_ticks: checkpoint every N
       ticks; keep_checkpoints: checkpoints kept; grid_size: (width, height) of the sample grid
@@ -133,6 +135,7 @@ class TrainConfig:
     xla: bool = False
     seed: int = 1000
     max_nonfinite_steps: int = 50
+    worker_timeout_sec: float = 300.0
     image_snapshot_ticks: int = 1
     checkpoint_ticks: int = 1
     keep_checkpoints: int = 3
@@ -225,6 +228,9 @@ class TrainConfig:
         if self.xla and self.strategy in ("mirrored", "multi_worker"):
             fail(f"--xla: jit compilation fails inside MirroredStrategy.run on this TensorFlow; "
                  f"use it with --strategy=one_device, not {self.strategy}")
+        if not math.isfinite(self.worker_timeout_sec) or self.worker_timeout_sec <= 0:
+            fail(f"--worker_timeout_sec: must be a positive number, got "
+                 f"{self.worker_timeout_sec!r}")
         if self.metrics_num < 0 or self.metrics_num == 1:
             fail(f"--metrics_num: must be 0 (each metric's default) or >= 2, got "
                  f"{self.metrics_num!r}")

@@ -132,6 +132,9 @@ _XLA = flags.DEFINE_boolean("xla", False, "jit-compile the training steps (one_d
 _SEED = flags.DEFINE_integer("seed", 1000, "Seed of weights, latents and the order of the reals.")
 _MAX_NONFINITE_STEPS = flags.DEFINE_integer(
     "max_nonfinite_steps", 50, "Stop after this many consecutive steps with non-finite gradients.")
+_WORKER_TIMEOUT_SEC = flags.DEFINE_float(
+    "worker_timeout_sec", 300.0, "--strategy=multi_worker: seconds a collective waits for a peer "
+    "worker before the run stops with an error (a dead worker cannot hang the others).")
 # Output.
 _IMAGE_SNAPSHOT_TICKS = flags.DEFINE_integer("image_snapshot_ticks", 1,
                                              "Write fakesKKKKKK.png every N ticks.")
@@ -203,6 +206,7 @@ def build_config(values):
         mirror_augment=values["mirror_augment"], strategy=values["strategy"],
         mixed_precision=values["mixed_precision"], xla=values["xla"], seed=values["seed"],
         max_nonfinite_steps=values["max_nonfinite_steps"],
+        worker_timeout_sec=values["worker_timeout_sec"],
         image_snapshot_ticks=values["image_snapshot_ticks"],
         checkpoint_ticks=values["checkpoint_ticks"], keep_checkpoints=values["keep_checkpoints"],
         grid_size=_parse_grid_size(values["grid_size"]), metrics=tuple(values["metrics"]),

@@ -21,8 +21,10 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 
@@ -144,9 +146,18 @@ class PyramidSource:
 # Strategy and optimizers.
 
 
-def make_strategy(name):
+def make_strategy(name, worker_timeout_sec=None):
     """tf.distribute strategy by name: "auto" = one_device for one device, else mirrored over
-    all GPUs (or all logical CPUs when there is no GPU)."""
+    all GPUs (or all logical CPUs when there is no GPU); "multi_worker" reads the cluster from
+    TF_CONFIG, and a collective that waits longer than `worker_timeout_sec` for a peer fails
+    (a dead worker then stops the others instead of hanging them)."""
+    if name == "multi_worker":  # first: collectives must be configured before any op runs
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError("--strategy=multi_worker: TF_CONFIG is not set (it lists the "
+                             "workers and this worker's index; see README, Multi-worker)")
+        options = tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=worker_timeout_sec)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     devices = gpus or [d.name for d in tf.config.list_logical_devices("CPU")]
     if name == "auto":
@@ -155,8 +166,6 @@ def make_strategy(name):
         return tf.distribute.OneDeviceStrategy(devices[0])
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"--strategy: unknown strategy {name!r}")
 
 
@@ -634,6 +643,33 @@ class GanTrainer:
         grads, stats = self._grad_fns[key](*args)
         return {v.path: g for v, g in zip(variables, grads)}, stats
 
+    def broadcast_from_chief(self, chief):
+        """Gives every worker the chief's values of all checkpointed variables (networks,
+        optimizers, training state): one all-reduce in which the other workers contribute
+        zeros. Every worker must call it; `chief` says whether this process is the chief."""
+        variables = [v for v in self.checkpoint_variables() if v.dtype != tf.string]
+
+        def contribute():
+            context = tf.distribute.get_replica_context()
+            first = tf.equal(context.replica_id_in_sync_group, 0) if chief else tf.constant(False)
+            values = [tf.where(first, tf.convert_to_tensor(v), tf.zeros(v.shape, v.dtype))
+                      for v in variables]
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
+
+        reduced = self.strategy.experimental_local_results(self.strategy.run(contribute))[0]
+        for variable, value in zip(variables, reduced):
+            variable.assign(value)
+
+    def checkpoint_variables(self):
+        """Every variable the checkpoint saves, in a fixed order."""
+        out = []
+        for module in (self.generator, self.generator_ema, self.discriminator):
+            out.extend(module.weights)
+        for optimizer in (self.g_optimizer, self.d_optimizer):
+            out.extend(optimizer.variables)
+        out.extend(getattr(self.state, name) for name in TrainingState.names())
+        return out
+
     def distribute(self, dataset_fn):
         """Distributed dataset from `dataset_fn(input_context)`."""
         return self.strategy.distribute_datasets_from_function(dataset_fn)
@@ -837,13 +873,17 @@ class _Run:
         self.metric_names = check_metrics(cfg, source)
         self.trainer = GanTrainer(cfg, strategy, source.resolution, source.num_channels,
                                   source.label_size, source.labels)
-        self.resume_dir = resolve_resume(cfg)
+        self.multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        # Only the chief looks at the results directory (the other workers may not share its
+        # file system); it broadcasts the restored state to them (see `open`).
+        self.resume_dir = resolve_resume(cfg) if self.chief else None
         if self.resume_dir:
             self.run_dir = self.resume_dir
         elif self.chief:
             self.run_dir = create_run_dir(cfg.results_dir, cfg.run_desc)
         else:
             self.run_dir = None
+        self.saved_checkpoint = False
         self.tensorboard = None
         self.progress = summaries.ProgressBar()
         self.tick_stats = collections.defaultdict(list)
@@ -853,13 +893,6 @@ class _Run:
 
     def _path(self, *parts):
         return os.path.join(self.run_dir, *parts)
-
-    def checkpoint_dir(self):
-        if self.chief:
-            return self._path(CHECKPOINT_DIR)
-        # Every worker takes part in saving (it is collective); only the chief's copy is kept.
-        task = self.strategy.cluster_resolver.task_id
-        return os.path.join(self.cfg.results_dir, ".worker-checkpoints", f"worker-{task}")
 
     def open(self, flags):
         network = self.trainer.network_json()
@@ -873,16 +906,23 @@ class _Run:
             self.tensorboard = summaries.TensorBoard(self.run_dir)
         else:
             self.tensorboard = summaries.TensorBoard(None)
-        self.manager = tf.train.CheckpointManager(self.trainer.checkpoint, self.checkpoint_dir(),
-                                                  max_to_keep=self.cfg.keep_checkpoints)
+        self.manager = None
+        if self.chief:
+            self.manager = tf.train.CheckpointManager(
+                self.trainer.checkpoint, self._path(CHECKPOINT_DIR),
+                max_to_keep=self.cfg.keep_checkpoints)
         if self.resume_dir:
             path = self.manager.latest_checkpoint
             self.trainer.checkpoint.restore(path).assert_existing_objects_matched()
             state = self.trainer.state.values()
             self.log(f"Resuming {self.run_dir} from {os.path.basename(path)} at kimg "
                      f"{state['nimg'] / 1000:.1f}")
-        else:
+        elif self.chief:
             self.log(f"Saving results to {self.run_dir}")
+        if self.multi_worker and self.cfg.resume:
+            self.trainer.broadcast_from_chief(self.chief)
+        # True on every worker when the chief resumed (the state says a phase was applied).
+        self.resumed = float(self.trainer.state.prev_lod.numpy()) >= 0
 
     def _check_network(self, network):
         path = self._path(NETWORK_JSON)
@@ -897,8 +937,17 @@ class _Run:
                                 f"--latent_size, --use_labels, --data_dir)")
 
     def save_checkpoint(self):
-        path = self.manager.save()
-        return path
+        """Saves a checkpoint; returns its path. Every worker saves (TensorFlow's pattern for
+        MultiWorkerMirroredStrategy): the non-chief workers into a temporary directory that is
+        deleted at once, so only the chief's checkpoint remains."""
+        self.saved_checkpoint = True
+        if self.manager is not None:
+            return self.manager.save()
+        scratch = tempfile.mkdtemp(prefix="progan-worker-checkpoint-")
+        try:
+            return self.trainer.checkpoint.write(os.path.join(scratch, "ckpt"))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     # -- maintenance ---------------------------------------------------------------------------
 
@@ -981,11 +1030,14 @@ def train(cfg, source=None, strategy=None, flags=None, log_stream=None):
     (default cfg.to_json_dict()).
     """
     try:
+        if strategy is None and cfg.strategy == "multi_worker":  # before any TensorFlow op
+            strategy = make_strategy(cfg.strategy, cfg.worker_timeout_sec)
         if source is None:
             source = open_source(cfg, lambda message: print(message, file=log_stream or sys.stdout,
                                                             flush=True))
         check_data(cfg, source)
-        strategy = strategy if strategy is not None else make_strategy(cfg.strategy)
+        strategy = (strategy if strategy is not None
+                    else make_strategy(cfg.strategy, cfg.worker_timeout_sec))
         if cfg.xla and not isinstance(strategy, tf.distribute.OneDeviceStrategy):
             raise ValueError("--xla: jit compilation needs --strategy=one_device (it fails "
                              "inside MirroredStrategy.run)")
@@ -998,6 +1050,14 @@ def train(cfg, source=None, strategy=None, flags=None, log_stream=None):
         run.open(flags if flags is not None else cfg.to_json_dict())
         with _StopRequest(run.log) as stop:
             return _loop(run, stop)
+    except tf.errors.OpError as error:
+        if not run.multi_worker:
+            raise
+        where = run.run_dir or cfg.results_dir
+        raise TrainingError(
+            f"--strategy=multi_worker: lost a peer worker ({type(error).__name__}: "
+            f"{str(error).strip().splitlines()[0][:300]}); stopped. Restart every worker with "
+            f"--resume=auto to continue from the last checkpoint in {where}") from None
     finally:
         if run.tensorboard is not None:
             run.tensorboard.close()
@@ -1013,7 +1073,7 @@ def _loop(run, stop):
     nimg, tick, tick_start_nimg = values["nimg"], values["tick"], values["tick_start_nimg"]
     data_position = values["data_position"]
     run.setup_grid()
-    resumed = run.resume_dir is not None
+    resumed = run.resumed
     if not resumed:
         phase = schedule.at(0.0)
         trainer.apply_phase(phase)
@@ -1107,7 +1167,7 @@ def _loop(run, stop):
     # The resolution trained last (the schedule at nimg may already name the next one).
     last_lod = max(float(state.prev_lod.numpy()), 0.0)
     resolution = schedule_lib.resolution_at_lod(last_lod, schedule.resolution)
-    if run.manager.latest_checkpoint is None:
+    if not run.saved_checkpoint and not resumed:
         run.save_checkpoint()
     export_dir = None
     if run.chief:

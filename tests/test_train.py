@@ -82,7 +82,7 @@ def test_later_flags_override_the_flag_file():
     (["--gp_target=0"], r"^--gp_target: must be positive"),
     (["--grid_size=8"], r"^--grid_size: expected WIDTHxHEIGHT such as 8x4, got '8'$"),
     (["--xla", "--strategy=mirrored"], r"^--xla: .*one_device"),
-    (["--mixed_precision"], r"^--mixed_precision: not supported"),
+    (["--worker_timeout_sec=0"], r"^--worker_timeout_sec: must be a positive number"),
     (["--resume=/does/not/exist"], r"^--resume: '/does/not/exist' is neither 'auto' nor"),
 ])
 def test_bad_flag_values_give_one_clear_message(args, message):

@@ -1,0 +1,55 @@
+"""What tests/test_multiworker.py computes both in one process and in each worker process:
+initial D/G gradients and a few training steps of a tiny model on global batch 8."""
+
+import numpy as np
+
+from progan_tf import config
+from progan_tf import trainer
+
+BATCH = 8
+STEPS = 3
+
+
+def tiny_config(**overrides):
+    values = dict(data_dir="memory", results_dir="unused", fmap_base=64, fmap_max=16,
+                  minibatch_base=BATCH, minibatch_dict={}, minibatch_repeats=1,
+                  lod_training_kimg=0.016, lod_transition_kimg=0.016, total_kimg=0.064,
+                  tick_kimg_base=0.016, tick_kimg_dict={}, grid_size=(4, 2), export=False,
+                  strategy="one_device")
+    values.update(overrides)
+    return config.TrainConfig(**values)
+
+
+def tiny_images(num=32, resolution=16, channels=1, seed=0):
+    """Smooth random blobs in [-1, 1], [N, R, R, C]."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(-1, 1, (num, 4, 4, channels)).astype(np.float32)
+    return np.repeat(np.repeat(coarse, resolution // 4, axis=1), resolution // 4, axis=2)
+
+
+def run_steps(cfg, strategy, steps):
+    """{"d_grad/<path>": summed gradient, "g_grad/<path>": ..., "d_loss": [steps],
+    "g_loss": [steps]}: gradients at the initial weights (nothing applied), then `steps`
+    D+G steps at 8x8 while it fades in."""
+    source = trainer.InMemorySource(tiny_images())
+    gan = trainer.GanTrainer(cfg, strategy, 16, 1)
+    phase = cfg.schedule(16, strategy.num_replicas_in_sync).at(0.024)  # 8x8 fading in
+    gan.apply_phase(phase)
+    res = phase.resolution
+    batches = iter(gan.distribute(lambda ctx: source.dataset(res, BATCH, 0, ctx)))
+    batch = next(batches)
+    out = {}
+    d_grads, _ = gan.d_gradients(batch, res, BATCH)
+    g_grads, _ = gan.g_gradients(res, BATCH)
+    out.update({f"d_grad/{path}": g.numpy() for path, g in d_grads.items()})
+    out.update({f"g_grad/{path}": g.numpy() for path, g in g_grads.items()})
+    d_losses, g_losses = [], []
+    for index in range(steps):
+        d_stats, _ = gan.d_step(batch if index == 0 else next(batches), res, BATCH, 0.999)
+        g_stats, _ = gan.g_step(res, BATCH)
+        d_losses.append(float(d_stats["Loss/D"]))
+        g_losses.append(float(g_stats["Loss/G"]))
+    out["d_loss"] = np.array(d_losses)
+    out["g_loss"] = np.array(g_losses)
+    out["alpha"] = np.array(phase.fade_alpha)
+    return out
