@@ -331,6 +331,33 @@ class _GrowingNetwork(keras.layers.Layer):
     def _block(self, prefix, res):
         return getattr(self, f"{prefix}_{res}x{res}")
 
+    def _add_block_and_to_rgb(self, res, block):
+        """Owns `block` as `block_RxR` and a new linear 1x1 toRGB (gain 1) as `to_rgb_RxR`."""
+        to_rgb = layers.WeightScaledConv2D(self.num_channels, 1, gain=1.0,
+                                           name=f"to_rgb_{res}x{res}", dtype=self.dtype_policy)
+        to_rgb.build((None, res, res, self.filters_at(res)))
+        setattr(self, f"block_{res}x{res}", block)
+        setattr(self, f"to_rgb_{res}x{res}", to_rgb)
+
+    def input_specs(self):
+        """Generator inputs by name and shape: latents, then labels when conditional."""
+        specs = [("latents", (self.latent_size,))]
+        if self.label_size:
+            specs.append(("labels", (self.label_size,)))
+        return specs
+
+    def _generator_rows(self, first_input_shape):
+        """Per-layer rows of the synthesis blocks and toRGB layers, lowest resolution first."""
+        rows = []
+        prev = first_input_shape
+        for res in self.resolutions:
+            block = self._block("block", res)
+            rows += [(f"{block.name}/{n}", s, p) for n, s, p in block.summary_rows(prev)]
+            to_rgb = self._block("to_rgb", res)
+            rows.append((to_rgb.name, (res, res, self.num_channels), _count(to_rgb)))
+            prev = (None, res, res, self.filters_at(res))
+        return rows
+
     def get_config(self):
         return {**super().get_config(), "resolution": self.resolution,
                 "num_channels": self.num_channels, "label_size": self.label_size,
@@ -378,19 +405,8 @@ class Generator(_GrowingNetwork):
                 block = GeneratorBlock(filters, use_pixelnorm, name=f"block_{res}x{res}",
                                        dtype=policy)
                 block.build((None, res // 2, res // 2, self.filters_at(res // 2)))
-            to_rgb = layers.WeightScaledConv2D(num_channels, 1, gain=1.0,
-                                               name=f"to_rgb_{res}x{res}", dtype=policy)
-            to_rgb.build((None, res, res, filters))
-            setattr(self, f"block_{res}x{res}", block)
-            setattr(self, f"to_rgb_{res}x{res}", to_rgb)
+            self._add_block_and_to_rgb(res, block)
         self.built = True
-
-    def input_specs(self):
-        """Names and shapes of the model inputs: latents, then labels when conditional."""
-        specs = [("latents", (self.latent_size,))]
-        if self.label_size:
-            specs.append(("labels", (self.label_size,)))
-        return specs
 
     def _build_model(self, res):
         inputs = [keras.Input(shape, name=name) for name, shape in self.input_specs()]
@@ -414,15 +430,7 @@ class Generator(_GrowingNetwork):
         return model(latents if labels is None else [latents, labels])
 
     def summary_rows(self):
-        rows = []
-        prev = (None, self.latent_size + self.label_size)
-        for res in self.resolutions:
-            block = self._block("block", res)
-            rows += [(f"{block.name}/{n}", s, p) for n, s, p in block.summary_rows(prev)]
-            to_rgb = self._block("to_rgb", res)
-            rows.append((to_rgb.name, (res, res, self.num_channels), _count(to_rgb)))
-            prev = (None, res, res, self.filters_at(res))
-        return rows
+        return self._generator_rows((None, self.latent_size + self.label_size))
 
     def get_config(self):
         return {**super().get_config(), "latent_size": self.latent_size,

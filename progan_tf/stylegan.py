@@ -275,18 +275,8 @@ class StyleGenerator(_GrowingNetwork):
                                        blur_filter=self.blur_filter, name=f"block_{res}x{res}",
                                        dtype=policy)
                 block.build((None, res // 2, res // 2, self.filters_at(res // 2)))
-            to_rgb = layers.WeightScaledConv2D(num_channels, 1, gain=1.0,
-                                               name=f"to_rgb_{res}x{res}", dtype=policy)
-            to_rgb.build((None, res, res, filters))
-            setattr(self, f"block_{res}x{res}", block)
-            setattr(self, f"to_rgb_{res}x{res}", to_rgb)
+            self._add_block_and_to_rgb(res, block)
         self.built = True
-
-    def input_specs(self):
-        specs = [("latents", (self.latent_size,))]
-        if self.label_size:
-            specs.append(("labels", (self.label_size,)))
-        return specs
 
     def _inputs(self):
         inputs = [keras.Input(shape, name=name) for name, shape in self.input_specs()]
@@ -346,14 +336,7 @@ class StyleGenerator(_GrowingNetwork):
 
     def summary_rows(self):
         rows = [(f"mapping/{n}", s, p) for n, s, p in self.mapping.summary_rows()]
-        prev = None
-        for res in self.resolutions:
-            block = self._block("block", res)
-            rows += [(f"{block.name}/{n}", s, p) for n, s, p in block.summary_rows(prev)]
-            to_rgb = self._block("to_rgb", res)
-            rows.append((to_rgb.name, (res, res, self.num_channels), _count(to_rgb)))
-            prev = (None, res, res, self.filters_at(res))
-        return rows
+        return rows + self._generator_rows(None)
 
     def get_config(self):
         return {**super().get_config(), "latent_size": self.latent_size,
