@@ -942,7 +942,15 @@ class _Run:
         deleted at once, so only the chief's checkpoint remains."""
         self.saved_checkpoint = True
         if self.manager is not None:
-            return self.manager.save()
+            try:
+                return self.manager.save()
+            except (OSError, tf.errors.OpError) as error:
+                last = self.manager.latest_checkpoint
+                kept = (f"the last complete checkpoint {last} is intact" if last
+                        else "no earlier checkpoint exists")
+                raise TrainingError(
+                    f"cannot write a checkpoint to {self._path(CHECKPOINT_DIR)} (disk full or not "
+                    f"writable?): {str(error).strip().splitlines()[0][:300]}; {kept}") from None
         scratch = tempfile.mkdtemp(prefix="progan-worker-checkpoint-")
         try:
             return self.trainer.checkpoint.write(os.path.join(scratch, "ckpt"))
@@ -1094,16 +1102,29 @@ def _loop(run, stop):
             iterator, iterator_key = iter(trainer.distribute(dataset_fn)), key
         beta = ema_beta_for(cfg, phase.minibatch)
         applied = {"d": [], "g": []}
-        for _ in range(cfg.minibatch_repeats):
-            for _ in range(cfg.d_repeats):
-                stats, ok = trainer.d_step(next(iterator), phase.resolution, phase.minibatch, beta)
-                applied["d"].append(ok)
+        try:
+            for _ in range(cfg.minibatch_repeats):
+                for _ in range(cfg.d_repeats):
+                    stats, ok = trainer.d_step(next(iterator), phase.resolution, phase.minibatch,
+                                               beta)
+                    applied["d"].append(ok)
+                    _collect(run.tick_stats, stats)
+                    nimg += phase.minibatch
+                    data_position += phase.minibatch
+                stats, ok = trainer.g_step(phase.resolution, phase.minibatch)
+                applied["g"].append(ok)
                 _collect(run.tick_stats, stats)
-                nimg += phase.minibatch
-                data_position += phase.minibatch
-            stats, ok = trainer.g_step(phase.resolution, phase.minibatch)
-            applied["g"].append(ok)
-            _collect(run.tick_stats, stats)
+        except tf.errors.InvalidArgumentError as error:
+            where = _bad_record(error)
+            if where is None:
+                raise
+            # The weights hold every completed D step: store the position after them.
+            state.assign(nimg=nimg, data_position=data_position,
+                         train_seconds=time.time() - train_start)
+            path = run.save_checkpoint()
+            raise TrainingError(f"bad training data: {where}; stopped at kimg {nimg / 1000:.1f} "
+                                f"with checkpoint {path}. Rebuild or repair the dataset "
+                                f"(python -m data_tools verify) before resuming.") from None
         state.assign(nimg=nimg, data_position=data_position)
         _count_skipped(state, applied)
         in_a_row = max(state.d_nonfinite_in_a_row.numpy(), state.g_nonfinite_in_a_row.numpy())
@@ -1177,6 +1198,13 @@ def _loop(run, stop):
         summaries.write_atomic(os.path.join(run.run_dir, DONE_FILE), b"")
     log(f"Training done at kimg {nimg / 1000:.1f}")
     return TrainResult(run.run_dir, "done", nimg / 1000.0, export_dir=export_dir)
+
+
+def _bad_record(error):
+    """"<file>: record <i> at byte offset <o> ..." from a data reader error, else None."""
+    match = re.search(r"([^\s\[]+: record \d+ at byte offset \d+ (?:cannot be read|does not hold)"
+                      r"[^\]\n]*)", str(error))
+    return match.group(1).rstrip(" .'\"") if match else None
 
 
 def _count_skipped(state, applied):
