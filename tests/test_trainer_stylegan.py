@@ -244,3 +244,33 @@ def test_stylegan_flag_files_hold_nvidias_and_rosinalitys_settings():
     quick = parse(f"--flagfile={REPO}/configs/stylegan-quickstart.flags")
     assert quick.architecture == "stylegan"
     assert quick.schedule(32).at(quick.total_kimg).resolution == 32
+
+
+def test_two_replicas_mix_and_average_w_as_one_device():
+    from test_trainer import copy_networks, two_replicas
+    cfg = style_config(style_mixing_prob=1.0)
+    single = trainer.GanTrainer(cfg, one_device(), 16, 1)
+    mirrored = trainer.GanTrainer(cfg, two_replicas(), 16, 1)
+    copy_networks(single, mirrored)
+    for gan in (single, mirrored):
+        gan.apply_phase(cfg.schedule(16).at(0.0))
+    g_grads_1, stats_1 = single.g_gradients(8, BATCH)
+    g_grads_2, stats_2 = mirrored.g_gradients(8, BATCH)
+    # Each replica maps its half of the same global latents: the summed partial means are the
+    # global mean of w_0, and both replicas drew the same crossover.
+    np.testing.assert_allclose(stats_2["_dlatent_mean"], stats_1["_dlatent_mean"], rtol=1e-5,
+                               atol=1e-6)
+    assert int(stats_2["_mixing_cutoff"]) == 2 * int(stats_1["_mixing_cutoff"])
+    # Training noise is drawn by each replica's noise layers (not keyed by the step counter), so
+    # only the noise strengths' gradients differ; at init (strength 0) the images do not.
+    compared = [path for path in g_grads_1 if "/noise" not in path]
+    assert len(compared) > 20
+    # atol 1e-3: a bias before instance norm has a zero gradient up to round-off (~1e-4).
+    for path in compared:
+        np.testing.assert_allclose(g_grads_2[path], g_grads_1[path], rtol=1e-4, atol=1e-3,
+                                   err_msg=path)
+    stats, applied = mirrored.g_step(8, BATCH)
+    assert bool(applied)
+    mean = stats_1["_dlatent_mean"].numpy()
+    np.testing.assert_allclose(mirrored.generator.dlatent_avg.numpy(), 0.005 * mean, rtol=1e-4,
+                               atol=1e-7)
