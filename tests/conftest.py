@@ -18,6 +18,21 @@ tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 
 
+_TWO_REPLICAS = []
+
+
+def two_replicas():
+    """The one MirroredStrategy over the two logical CPUs that every test shares.
+
+    Separate MirroredStrategy objects in one process number their collective ops from the same
+    start, so a later one can meet an earlier one's cached collective instance with another
+    shape ("Shape mismatch in the collective instance"); one shared strategy keeps counting.
+    """
+    if not _TWO_REPLICAS:
+        _TWO_REPLICAS.append(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    return _TWO_REPLICAS[0]
+
+
 @pytest.fixture(autouse=True)
 def float32_policy_and_seed():
     """Every test starts from the float32 policy and a fixed seed, and leaves float32 behind."""

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import conftest
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -189,7 +190,7 @@ def test_records_of_different_sizes_are_read_through_the_offset_table(tmp_path):
 # --- sharding ----------------------------------------------------------------------------------
 
 def test_mirrored_strategy_replicas_concatenate_to_the_global_batch(pyramid_dir):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = conftest.two_replicas()
     assert strategy.num_replicas_in_sync == 2
 
     def dataset_fn(input_context):

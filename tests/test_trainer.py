@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 
+import conftest
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -47,7 +48,7 @@ def one_device():
 
 
 def two_replicas():
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    return conftest.two_replicas()
 
 
 def first_batch(gan, source, resolution, minibatch=BATCH):
