@@ -151,8 +151,8 @@ def test_saved_model_cli_run_returns_the_keras_models_images(run, tmp_path):
                           "serve", "--signature_def", "serving_default", "--inputs",
                           f"latents={tmp_path / 'z.npy'}", "--outdir", str(tmp_path / "out")])
     assert result.returncode == 0, result.stderr[-2000:]
-    images = np.load(tmp_path / "out" / "images.npy")
-    images_float = np.load(tmp_path / "out" / "images_float.npy")
+    images = np.load(tmp_path / "out" / "images.npy", allow_pickle=False)
+    images_float = np.load(tmp_path / "out" / "images_float.npy", allow_pickle=False)
     assert images.shape == (3, 8, 8, 3) and images.dtype == np.uint8
     keras_images = run["generator_ema"].model_for(8)(z).numpy()
     np.testing.assert_array_equal(images, expected_uint8(keras_images))
@@ -165,7 +165,7 @@ FRESH_PROCESS = textwrap.dedent("""
     import tensorflow as tf
 
     version_dir, inputs_path, outputs_path = sys.argv[1:]
-    inputs = np.load(inputs_path)
+    inputs = np.load(inputs_path, allow_pickle=False)
     model = tf.saved_model.load(version_dir)
     default = model.signatures["serving_default"](latents=tf.constant(inputs["latents"]))
     seeds = model.signatures["generate_seeds"](seeds=tf.constant(inputs["seeds"]))
@@ -185,7 +185,7 @@ def test_fresh_tensorflow_only_process_gets_exactly_the_keras_images(run, tmp_pa
     result = run_quietly([sys.executable, str(script), run["version_dir"],
                           str(tmp_path / "in.npz"), str(tmp_path / "out.npz")], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    out = np.load(tmp_path / "out.npz")
+    out = np.load(tmp_path / "out.npz", allow_pickle=False)
     model = run["generator_ema"].model_for(8)
     keras_images = model(z).numpy()
     np.testing.assert_array_equal(out["default_images"], expected_uint8(keras_images))
@@ -220,7 +220,7 @@ def test_training_run_export_renders_in_a_fresh_process_like_its_checkpoint(tmp_
     run_result = run_quietly([sys.executable, str(script), result.export_dir,
                               str(tmp_path / "in.npz"), str(tmp_path / "out.npz")], cwd=tmp_path)
     assert run_result.returncode == 0, run_result.stderr[-2000:]
-    out = np.load(tmp_path / "out.npz")
+    out = np.load(tmp_path / "out.npz", allow_pickle=False)
     generator_ema, _ = exports.load_generator(result.run_dir)
     keras_images = generator_ema.model_for(8)(z).numpy()
     assert out["default_images"].shape == (3, 8, 8, 3)
