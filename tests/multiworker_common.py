@@ -1,5 +1,7 @@
-"""What tests/test_multiworker.py computes both in one process and in each worker process:
-initial D/G gradients and a few training steps of a tiny model on global batch 8."""
+"""Tiny training set-ups shared by the trainer tests, and what tests/test_multiworker.py computes
+both in one process and in each worker process: initial D/G gradients and a few training steps
+of a tiny model on global batch 8. Importing it creates no TensorFlow devices (workers import it
+before their strategy exists)."""
 
 import numpy as np
 
@@ -10,9 +12,11 @@ BATCH = 8
 STEPS = 3
 
 
-def tiny_config(**overrides):
-    values = dict(data_dir="memory", results_dir="unused", fmap_base=64, fmap_max=16,
-                  minibatch_base=BATCH, minibatch_dict={}, minibatch_repeats=1,
+def tiny_config(tmp_path=None, **overrides):
+    """A TrainConfig of a tiny model on in-memory data: 16 maps at most, global batch 8,
+    16 images per phase, grows 4 -> 16 in 64 images."""
+    values = dict(data_dir="memory", results_dir=str(tmp_path or "unused"), fmap_base=64,
+                  fmap_max=16, minibatch_base=BATCH, minibatch_dict={}, minibatch_repeats=1,
                   lod_training_kimg=0.016, lod_transition_kimg=0.016, total_kimg=0.064,
                   tick_kimg_base=0.016, tick_kimg_dict={}, grid_size=(4, 2), export=False,
                   strategy="one_device")

@@ -19,28 +19,10 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from progan_tf import config
+from multiworker_common import BATCH, tiny_config, tiny_images  # noqa: F401 (re-exported)
 from progan_tf import trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BATCH = 8
-
-
-def tiny_config(tmp_path=None, **overrides):
-    values = dict(data_dir="memory", results_dir=str(tmp_path or "unused"), fmap_base=64,
-                  fmap_max=16, minibatch_base=BATCH, minibatch_dict={}, minibatch_repeats=1,
-                  lod_training_kimg=0.016, lod_transition_kimg=0.016, total_kimg=0.064,
-                  tick_kimg_base=0.016, tick_kimg_dict={}, grid_size=(4, 2), export=False,
-                  strategy="one_device")
-    values.update(overrides)
-    return config.TrainConfig(**values)
-
-
-def tiny_images(num=32, resolution=16, channels=1, seed=0):
-    """Smooth random blobs in [-1, 1], [N, R, R, C]."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.uniform(-1, 1, (num, 4, 4, channels)).astype(np.float32)
-    return np.repeat(np.repeat(coarse, resolution // 4, axis=1), resolution // 4, axis=2)
 
 
 def one_device():
