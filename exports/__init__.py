@@ -15,12 +15,11 @@ import os
 from exports.run_dir import ExportError, load_generator, locate_checkpoint, run_meta
 from exports.saved_model import (META_DIR, META_FILENAME, existing_versions, export_generator,
                                  latest_version_dir)
-from exports.signatures import (ENDPOINT_BUILDERS, SEED_LIMIT, Endpoint, endpoints_for,
-                                image_outputs, seeds_to_latents)
+from progan_tf.serving import SEED_LIMIT, Endpoint, image_outputs, seeds_to_latents
 
 __all__ = [
-    "ENDPOINT_BUILDERS", "Endpoint", "ExportError", "META_DIR", "META_FILENAME", "SEED_LIMIT",
-    "endpoints_for", "existing_versions", "export_checkpoint", "export_generator",
+    "Endpoint", "ExportError", "META_DIR", "META_FILENAME", "SEED_LIMIT",
+    "existing_versions", "export_checkpoint", "export_generator",
     "image_outputs", "latest_version_dir", "load_generator", "locate_checkpoint", "run_meta",
     "seeds_to_latents",
 ]

@@ -11,16 +11,14 @@ Run directory layout (written by the trainer):
 """
 
 import dataclasses
-import importlib
 import json
 import os
 import sys
 
 import tensorflow as tf
 
-# architecture in network.json -> (module, class) of its generator; StyleGAN adds its entry.
-GENERATOR_CLASSES = {"progan": ("progan_tf.networks", "Generator"),
-                     "stylegan": ("progan_tf.stylegan", "StyleGenerator")}
+from progan_tf import architectures
+
 
 # Checkpointed variables (last path element) that hold the training progress.
 _KIMG_KEYS = {"kimg": 1.0, "cur_kimg": 1.0, "images_seen": 1e-3, "cur_nimg": 1e-3,
@@ -78,21 +76,20 @@ def read_network_json(run_dir):
     if not isinstance(network, dict) or not isinstance(network.get("generator"), dict):
         raise ExportError(f"{path}: expected an object with a \"generator\" config object")
     network.setdefault("architecture", "progan")
-    if network["architecture"] not in GENERATOR_CLASSES:
+    if network["architecture"] not in architectures.NAMES:
         raise ExportError(f"{path}: unknown architecture {network['architecture']!r} "
-                          f"(known: {sorted(GENERATOR_CLASSES)})")
+                          f"(known: {', '.join(architectures.NAMES)})")
     return network
 
 
 def build_generator(network):
     """A freshly initialised generator from a network.json dict."""
-    module_name, class_name = GENERATOR_CLASSES[network["architecture"]]
-    generator_class = getattr(importlib.import_module(module_name), class_name)
+    generator_class = architectures.get(network["architecture"]).generator_class
     config = dict(network["generator"])
     try:
         return generator_class.from_config(config)
     except (TypeError, ValueError) as error:
-        raise ExportError(f"network.json: generator config rejected by {class_name}: "
+        raise ExportError(f"network.json: generator config rejected by {generator_class.__name__}: "
                           f"{error}") from error
 
 

@@ -17,7 +17,8 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from exports import signatures as signatures_lib
+from progan_tf import architectures
+from progan_tf import serving as signatures_lib
 from exports.run_dir import ExportError
 
 META_FILENAME = "serving_meta.json"
@@ -46,7 +47,7 @@ def export_generator(generator, out_dir, model_name="generator", meta=None, *, r
 
     generator: a progan_tf.networks.Generator, or any object with .model_for(res), .resolution,
         .latent_size, .label_size, .num_channels (an `architecture` attribute selects another
-        endpoint table, see exports.signatures.ENDPOINT_BUILDERS).
+        endpoint table, the architecture registry's `endpoints`).
     out_dir: directory holding one directory per model name (training uses
         `<run dir>/export`); created when missing.
     model_name: TF Serving model name, e.g. "generator" (letters, digits, ".", "_", "-").
@@ -54,7 +55,7 @@ def export_generator(generator, out_dir, model_name="generator", meta=None, *, r
         "flags": {...}, "metrics": {...}}; they take precedence over the computed ones.
     resolution: resolution to export, default the generator's final one.
     endpoints: an explicit endpoint table (list of signatures.Endpoint); default
-        signatures.endpoints_for(generator, resolution).
+        architectures.of(generator).endpoints(generator, resolution).
     verbose: let ExportArchive print the endpoints it wrote.
 
     Returns the path of the new version directory `<out_dir>/<model_name>/<version>`.
@@ -64,7 +65,7 @@ def export_generator(generator, out_dir, model_name="generator", meta=None, *, r
                           f"number, received {model_name!r}")
     resolution = resolution or generator.resolution
     if endpoints is None:
-        endpoints = signatures_lib.endpoints_for(generator, resolution)
+        endpoints = architectures.of(generator).endpoints(generator, resolution)
     names = [endpoint.name for endpoint in endpoints]
     if "serving_default" not in names or len(set(names)) != len(names):
         raise ValueError(f"endpoints need distinct names including 'serving_default', "
@@ -125,7 +126,7 @@ def _publish(temp_dir, model_dir):
 def generator_meta(generator, resolution):
     """Shape facts about the exported generator for serving_meta.json."""
     meta = {
-        "architecture": signatures_lib.architecture_of(generator),
+        "architecture": architectures.of(generator).name,
         "resolution": int(resolution),
         "num_channels": int(generator.num_channels),
         "latent_size": int(generator.latent_size),

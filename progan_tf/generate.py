@@ -313,7 +313,7 @@ def parse_layer_range(text):
 
 def seed_latents(seeds, latent_size):
     """[N] seeds -> [N, latent_size] float32 by the generate_seeds rule (philox, key [seed, 0])."""
-    from exports.signatures import seeds_to_latents
+    from progan_tf.serving import seeds_to_latents
 
     return seeds_to_latents(np.asarray(seeds, np.int64), latent_size).numpy()
 
@@ -362,13 +362,14 @@ def load_checkpoint(path, raw=False):
     import tensorflow as tf
 
     import exports
+    from progan_tf import architectures
 
     try:
         generator, location = exports.load_generator(path, raw=raw)
     except exports.ExportError as error:
         raise GenerateError(f"--checkpoint: {error}") from None
     functions = {}
-    for endpoint in exports.endpoints_for(generator):
+    for endpoint in architectures.of(generator).endpoints(generator, None):
         function = tf.function(endpoint.positional_fn(), input_signature=list(endpoint.inputs))
 
         def call(_function=function, _names=endpoint.input_names, **inputs):

@@ -36,7 +36,7 @@ from progan_tf import data
 from progan_tf import losses
 from progan_tf import networks
 from progan_tf import schedule as schedule_lib
-from progan_tf import stylegan
+from progan_tf.networks import stylegan
 from progan_tf import summaries
 
 CHECKPOINT_DIR = "checkpoints"

@@ -16,7 +16,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 import exports
 from exports import __main__ as exports_cli
-from exports import signatures
+from progan_tf import serving as signatures
 from progan_tf.networks import Discriminator, Generator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

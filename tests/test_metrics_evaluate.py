@@ -247,7 +247,7 @@ def test_in_memory_progan_generator_gives_its_models_images():
 
 
 def test_stylegan_synthesis_uses_fixed_noise_for_ppl_and_restores_the_noise_mode():
-    from progan_tf.stylegan import StyleGenerator
+    from progan_tf.networks.stylegan import StyleGenerator
 
     network = StyleGenerator(**STYLEGAN_TINY)
     network.set_noise_mode("random")

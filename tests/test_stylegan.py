@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from progan_tf import stylegan
-from progan_tf.networks import _count, parameters_up_to
+from progan_tf.networks import stylegan
+from progan_tf.networks import count_params as _count, parameters_up_to
 
 TINY = dict(fmap_base=64, fmap_max=16, latent_size=16, dlatent_size=16, mapping_fmaps=16)
 

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from progan_tf import config
 from progan_tf import schedule
-from progan_tf import stylegan
+from progan_tf.networks import stylegan
 from progan_tf import summaries
 from progan_tf import train
 from progan_tf import trainer

@@ -16,7 +16,8 @@ import keras
 from keras import ops
 
 from progan_tf import layers
-from progan_tf.networks import Discriminator, _Block, _count, _GrowingNetwork
+from progan_tf.networks.base import Block, GrowingNetwork, count_params
+from progan_tf.networks.progan import Discriminator
 
 _register = keras.saving.register_keras_serializable(package="progan_tf")
 
@@ -29,7 +30,7 @@ def num_layers_at(res):
 
 
 @_register
-class MappingNetwork(_Block):
+class MappingNetwork(Block):
     """latents [N, latent_size] (+ labels [N, label_size]) -> dlatents [N, num_layers, D].
 
     Labels are embedded by a [label_size, latent_size] matrix and concatenated, as in NVIDIA's
@@ -87,7 +88,7 @@ class MappingNetwork(_Block):
             rows.append(("label_embedding", (self.latent_size,), self.label_size * self.latent_size))
         for index in range(self.mapping_layers):
             dense = getattr(self, f"dense_{index}")
-            rows.append((f"dense_{index}", (dense.units,), _count(dense)))
+            rows.append((f"dense_{index}", (dense.units,), count_params(dense)))
         return rows
 
     def get_config(self):
@@ -98,7 +99,7 @@ class MappingNetwork(_Block):
                 "normalize_latents": self.normalize_latents}
 
 
-class _StyledLayers(_Block):
+class _StyledLayers(Block):
     """Shared epilogue of the synthesis blocks (SPEC 3): noise, bias, lrelu, AdaIN(w_l)."""
 
     def _make_epilogue(self, index):
@@ -119,7 +120,7 @@ class _StyledLayers(_Block):
 
     def _epilogue_rows(self, index, shape):
         parts = [getattr(self, f"{name}{index}") for name in ("noise", "bias", "adain")]
-        return [(f"epilogue{index} (noise, bias, adain)", shape, sum(map(_count, parts)))]
+        return [(f"epilogue{index} (noise, bias, adain)", shape, sum(map(count_params, parts)))]
 
 
 @_register
@@ -157,7 +158,7 @@ class SynthesisInputBlock(_StyledLayers):
     def summary_rows(self, input_shape=None):
         shape = (4, 4, self.filters)
         return ([("const", shape, 16 * self.filters)] + self._epilogue_rows(0, shape)
-                + [("conv", shape, _count(self.conv))] + self._epilogue_rows(1, shape))
+                + [("conv", shape, count_params(self.conv))] + self._epilogue_rows(1, shape))
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "dlatent_size": self.dlatent_size}
@@ -213,8 +214,8 @@ class SynthesisBlock(_StyledLayers):
     def summary_rows(self, input_shape):
         _, h, w, _ = input_shape
         shape = (2 * h, 2 * w, self.filters)
-        return ([("conv0_up" + (" (fused)" if self.fused else ""), shape, _count(self.conv0_up))]
-                + self._epilogue_rows(0, shape) + [("conv1", shape, _count(self.conv1))]
+        return ([("conv0_up" + (" (fused)" if self.fused else ""), shape, count_params(self.conv0_up))]
+                + self._epilogue_rows(0, shape) + [("conv1", shape, count_params(self.conv1))]
                 + self._epilogue_rows(1, shape))
 
     def get_config(self):
@@ -224,7 +225,7 @@ class SynthesisBlock(_StyledLayers):
 
 
 @_register
-class StyleGenerator(_GrowingNetwork):
+class StyleGenerator(GrowingNetwork):
     """StyleGAN generator: latents [N, latent_size] (+ labels) -> images [N, R, R, C].
 
     Args:
@@ -239,8 +240,6 @@ class StyleGenerator(_GrowingNetwork):
     `synthesis_model_for(res)` (w per layer [N, num_layers, D] -> images). All variables exist
     after the constructor; `dlatent_avg` is the non-trainable moving average of w.
     """
-
-    architecture = "stylegan"
 
     def __init__(self, resolution, num_channels=3, label_size=0, latent_size=512,
                  dlatent_size=512, mapping_layers=8, mapping_fmaps=512, mapping_lrmul=0.01,

@@ -8,8 +8,8 @@ ProGAN exports two endpoints:
     generate_seeds   seeds [N] int64 in 0..2^32-1 (+ labels)
                      -> images, images_float, latents [N, latent_size] float32
 
-The table is built per architecture by a function in `ENDPOINT_BUILDERS`. StyleGAN adds one
-builder that reuses `latents_endpoint` and `seeds_endpoint` with its own `render`, passes
+The architecture registry (`progan_tf.architectures`) names each architecture's table builder
+here: `progan_endpoints`, `stylegan_endpoints`. StyleGAN's reuses `latents_endpoint` and `seeds_endpoint` with its own `render`, passes
 `extra_inputs=(truncation_psi_spec(),)` to `seeds_endpoint` (so `render` receives
 `truncation_psi` [N]) and appends two plain `Endpoint`s, `mapping` (latents -> dlatents) and
 `synthesis` (dlatents -> images via `image_outputs`).
@@ -19,6 +19,8 @@ import dataclasses
 from typing import Callable
 
 import tensorflow as tf
+
+from progan_tf.networks import stylegan
 
 SEED_LIMIT = 2**32  # seeds are uint32 values carried as int64: 0 .. 2^32 - 1
 SEED_RULE = ("latents[i] = tf.random.stateless_normal([latent_size], seed=[seeds[i], 0], "
@@ -166,8 +168,6 @@ def stylegan_endpoints(generator, resolution=None):
     `dlatent_avg`), `mapping` (latents -> dlatents [N, num_layers, D]) and `synthesis`
     (dlatents -> images). The noise inputs are switched to each layer's fixed noise image, so
     an exported model renders every latent the same way every time."""
-    from progan_tf import stylegan  # only StyleGAN exports need the project's package
-
     generator.set_noise_mode("const")
     res = resolution or generator.resolution
     mapping, synthesis = generator.mapping_model(), generator.synthesis_model_for(res)
@@ -202,20 +202,3 @@ def stylegan_endpoints(generator, resolution=None):
                  lambda dlatents: image_outputs(synthesis(dlatents)),
                  description="dlatents -> images uint8, images_float float32"),
     ]
-
-
-ENDPOINT_BUILDERS = {"progan": progan_endpoints, "stylegan": stylegan_endpoints}
-
-
-def architecture_of(generator):
-    """The generator's `architecture` attribute; ProGAN's Generator has none: "progan"."""
-    return getattr(generator, "architecture", "progan")
-
-
-def endpoints_for(generator, resolution=None):
-    """The endpoint table for `generator`'s architecture (see ENDPOINT_BUILDERS)."""
-    architecture = architecture_of(generator)
-    if architecture not in ENDPOINT_BUILDERS:
-        raise ValueError(f"no serving signatures for architecture {architecture!r}; "
-                         f"known: {sorted(ENDPOINT_BUILDERS)}")
-    return ENDPOINT_BUILDERS[architecture](generator, resolution)

@@ -5,49 +5,19 @@
 `tf.train.Checkpoint` of these objects holds every variable by name. `model_for(resolution)`
 hands out a functional `keras.Model` for one resolution from a cache; those models share the
 blocks' weights and are never what gets checkpointed (SPEC 10).
-
-    python -m progan_tf.networks --resolution 1024   # per-layer table and parameter totals
 """
-
-import argparse
-import math
 
 import keras
 from keras import ops
 
 from progan_tf import layers
+from progan_tf.networks.base import Block, GrowingNetwork, count_params
 
 _register = keras.saving.register_keras_serializable(package="progan_tf")
 
 
-def nf(stage, fmap_base=8192, fmap_decay=1.0, fmap_max=512):
-    """Feature maps at `stage`: resolution 2^r uses nf(r - 1) (SPEC 1.1)."""
-    return min(int(fmap_base / (2.0 ** (stage * fmap_decay))), fmap_max)
-
-
-def log2_resolution(resolution, what="resolution"):
-    """log2 of a power-of-two resolution in 4..1024; a clear ValueError otherwise."""
-    if not isinstance(resolution, int) or resolution < 4 or resolution > 1024 or (
-            resolution & (resolution - 1)):
-        raise ValueError(f"{what} must be a power of two between 4 and 1024, "
-                         f"received {resolution!r}")
-    return int(math.log2(resolution))
-
-
-def _count(layer):
-    return sum(math.prod(w.shape) for w in layer.trainable_weights)
-
-
-class _Block(keras.layers.Layer):
-    """A block whose sublayers are built in `build`, so every variable exists once built."""
-
-    def summary_rows(self, input_shape):
-        """[(sublayer name, output shape, parameters)] for the per-layer table."""
-        raise NotImplementedError
-
-
 @_register
-class GeneratorInputBlock(_Block):
+class GeneratorInputBlock(Block):
     """4x4 generator block, latents [N, D] -> [N, 4, 4, filters] (SPEC 1.2 step 1-2).
 
     Pixel norm of the latents (and labels, concatenated before), dense D -> 16*filters with gain
@@ -83,8 +53,8 @@ class GeneratorInputBlock(_Block):
         return (input_shape[0], 4, 4, self.filters)
 
     def summary_rows(self, input_shape):
-        return [("dense", (4, 4, self.filters), _count(self.dense) + _count(self.dense_bias)),
-                ("conv", (4, 4, self.filters), _count(self.conv))]
+        return [("dense", (4, 4, self.filters), count_params(self.dense) + count_params(self.dense_bias)),
+                ("conv", (4, 4, self.filters), count_params(self.conv))]
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
@@ -92,7 +62,7 @@ class GeneratorInputBlock(_Block):
 
 
 @_register
-class GeneratorBlock(_Block):
+class GeneratorBlock(Block):
     """Generator block for 8x8 and up, [N, H, W, C] -> [N, 2H, 2W, filters] (SPEC 1.2 step 3).
 
     Nearest 2x upsampling, then twice conv 3x3 -> lrelu -> pixel norm. (The original's fused
@@ -126,7 +96,7 @@ class GeneratorBlock(_Block):
 
     def summary_rows(self, input_shape):
         shape = self.compute_output_shape(input_shape)[1:]
-        return [("conv0", shape, _count(self.conv0)), ("conv1", shape, _count(self.conv1))]
+        return [("conv0", shape, count_params(self.conv0)), ("conv1", shape, count_params(self.conv1))]
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
@@ -134,7 +104,7 @@ class GeneratorBlock(_Block):
 
 
 @_register
-class FromRGB(_Block):
+class FromRGB(Block):
     """1x1 conv from images to features, then lrelu, [N, H, W, C] -> [N, H, W, filters]."""
 
     def __init__(self, filters, **kwargs):
@@ -152,14 +122,14 @@ class FromRGB(_Block):
         return (*input_shape[:-1], self.filters)
 
     def summary_rows(self, input_shape):
-        return [("conv", (*input_shape[1:-1], self.filters), _count(self.conv))]
+        return [("conv", (*input_shape[1:-1], self.filters), count_params(self.conv))]
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters}
 
 
 @_register
-class DiscriminatorBlock(_Block):
+class DiscriminatorBlock(Block):
     """Discriminator block for 8x8 and up, [N, H, W, C] -> [N, H/2, W/2, filters1] (SPEC 1.3).
 
     conv 3x3 (filters0) -> lrelu -> [blur] -> conv 3x3 (filters1) -> 2x2 average pool -> lrelu.
@@ -198,10 +168,10 @@ class DiscriminatorBlock(_Block):
 
     def summary_rows(self, input_shape):
         _, h, w, _ = input_shape
-        rows = [("conv0", (h, w, self.filters0), _count(self.conv0))]
+        rows = [("conv0", (h, w, self.filters0), count_params(self.conv0))]
         if self.blur is not None:
             rows.append(("blur", (h, w, self.filters0), 0))
-        return rows + [("conv1_down", (h // 2, w // 2, self.filters1), _count(self.conv1))]
+        return rows + [("conv1_down", (h // 2, w // 2, self.filters1), count_params(self.conv1))]
 
     def get_config(self):
         return {**super().get_config(), "filters0": self.filters0, "filters1": self.filters1,
@@ -209,7 +179,7 @@ class DiscriminatorBlock(_Block):
 
 
 @_register
-class DiscriminatorOutputBlock(_Block):
+class DiscriminatorOutputBlock(Block):
     """4x4 discriminator block, [N, 4, 4, C] -> [N, 1 + label_size] (SPEC 1.3 step 3).
 
     Minibatch stddev -> conv 3x3 -> lrelu -> dense -> lrelu -> dense (gain 1, linear).
@@ -260,9 +230,9 @@ class DiscriminatorOutputBlock(_Block):
         rows = []
         if self.mbstd is not None:
             rows.append(("minibatch_stddev", (h, w, c + self._extra_maps()), 0))
-        return rows + [("conv", (h, w, self.filters), _count(self.conv)),
-                       ("dense0", (self.dense_units,), _count(self.dense0)),
-                       ("dense1", (1 + self.label_size,), _count(self.dense1))]
+        return rows + [("conv", (h, w, self.filters), count_params(self.conv)),
+                       ("dense0", (self.dense_units,), count_params(self.dense0)),
+                       ("dense1", (1 + self.label_size,), count_params(self.dense1))]
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "dense_units": self.dense_units,
@@ -271,102 +241,8 @@ class DiscriminatorOutputBlock(_Block):
                 "mbstd_grouping": self.mbstd_grouping}
 
 
-class _ModelCache:
-    """Plain holder for the per-resolution models: not a trackable, so neither Keras nor
-    tf.train.Checkpoint follow it (the models are keyed by op position, SPEC 10)."""
-
-    def __init__(self):
-        self.models = {}
-
-
-class _GrowingNetwork(keras.layers.Layer):
-    """What the generator and discriminator share: resolutions, fade-in alpha, model cache."""
-
-    def __init__(self, resolution, num_channels, label_size, fmap_base, fmap_decay, fmap_max,
-                 **kwargs):
-        super().__init__(**kwargs)
-        self.resolution_log2 = log2_resolution(resolution)
-        if num_channels < 1:
-            raise ValueError(f"num_channels must be >= 1, received {num_channels!r}")
-        if label_size < 0:
-            raise ValueError(f"label_size must be >= 0, received {label_size!r}")
-        self.resolution = resolution
-        self.num_channels = num_channels
-        self.label_size = label_size
-        self.fmap_base = fmap_base
-        self.fmap_decay = fmap_decay
-        self.fmap_max = fmap_max
-        self.resolutions = tuple(2 ** r for r in range(2, self.resolution_log2 + 1))
-        self.fade = layers.FadeIn(name="fade")
-        self.fade.build(None)
-        self._cache = _ModelCache()
-
-    def nf(self, stage):
-        return nf(stage, self.fmap_base, self.fmap_decay, self.fmap_max)
-
-    def filters_at(self, res):
-        """Feature maps of the block at resolution `res`: nf(log2(res) - 1)."""
-        return self.nf(int(math.log2(res)) - 1)
-
-    @property
-    def fade_alpha(self):
-        """Non-trainable float32 scalar: weight of the newest resolution (1 = fully grown)."""
-        return self.fade.alpha
-
-    def set_alpha(self, alpha):
-        self.fade.alpha.assign(alpha)
-
-    def _check_resolution(self, res):
-        if res not in self.resolutions:
-            raise ValueError(f"{self.name}: resolution must be one of {self.resolutions}, "
-                             f"received {res!r}")
-
-    def model_for(self, res):
-        """Functional model at resolution `res` (cached), fading in from res/2 by `fade_alpha`."""
-        self._check_resolution(res)
-        if res not in self._cache.models:
-            self._cache.models[res] = self._build_model(res)
-        return self._cache.models[res]
-
-    def _block(self, prefix, res):
-        return getattr(self, f"{prefix}_{res}x{res}")
-
-    def _add_block_and_to_rgb(self, res, block):
-        """Owns `block` as `block_RxR` and a new linear 1x1 toRGB (gain 1) as `to_rgb_RxR`."""
-        to_rgb = layers.WeightScaledConv2D(self.num_channels, 1, gain=1.0,
-                                           name=f"to_rgb_{res}x{res}", dtype=self.dtype_policy)
-        to_rgb.build((None, res, res, self.filters_at(res)))
-        setattr(self, f"block_{res}x{res}", block)
-        setattr(self, f"to_rgb_{res}x{res}", to_rgb)
-
-    def input_specs(self):
-        """Generator inputs by name and shape: latents, then labels when conditional."""
-        specs = [("latents", (self.latent_size,))]
-        if self.label_size:
-            specs.append(("labels", (self.label_size,)))
-        return specs
-
-    def _generator_rows(self, first_input_shape):
-        """Per-layer rows of the synthesis blocks and toRGB layers, lowest resolution first."""
-        rows = []
-        prev = first_input_shape
-        for res in self.resolutions:
-            block = self._block("block", res)
-            rows += [(f"{block.name}/{n}", s, p) for n, s, p in block.summary_rows(prev)]
-            to_rgb = self._block("to_rgb", res)
-            rows.append((to_rgb.name, (res, res, self.num_channels), _count(to_rgb)))
-            prev = (None, res, res, self.filters_at(res))
-        return rows
-
-    def get_config(self):
-        return {**super().get_config(), "resolution": self.resolution,
-                "num_channels": self.num_channels, "label_size": self.label_size,
-                "fmap_base": self.fmap_base, "fmap_decay": self.fmap_decay,
-                "fmap_max": self.fmap_max}
-
-
 @_register
-class Generator(_GrowingNetwork):
+class Generator(GrowingNetwork):
     """ProGAN generator: latents [N, latent_size] (+ labels [N, label_size]) -> [N, R, R, C].
 
     Args:
@@ -382,8 +258,6 @@ class Generator(_GrowingNetwork):
     Every variable is created in the constructor, so `weights` is complete and ordered the same
     way in two generators built with the same arguments (used for the EMA copy).
     """
-
-    architecture = "progan"
 
     def __init__(self, resolution, num_channels=3, label_size=0, latent_size=None, fmap_base=8192,
                  fmap_decay=1.0, fmap_max=512, normalize_latents=True, use_pixelnorm=True,
@@ -438,7 +312,7 @@ class Generator(_GrowingNetwork):
 
 
 @_register
-class Discriminator(_GrowingNetwork):
+class Discriminator(GrowingNetwork):
     """ProGAN discriminator: images [N, R, R, C] -> [N, 1 + label_size].
 
     Column 0 is the critic score, columns 1.. the auxiliary classifier's label logits.
@@ -498,7 +372,7 @@ class Discriminator(_GrowingNetwork):
         rows = []
         for res in reversed(self.resolutions):
             from_rgb = self._block("from_rgb", res)
-            rows.append((from_rgb.name, (res, res, self.filters_at(res)), _count(from_rgb)))
+            rows.append((from_rgb.name, (res, res, self.filters_at(res)), count_params(from_rgb)))
         for res in reversed(self.resolutions):
             block = self._block("block", res)
             rows += [(f"{block.name}/{n}", s, p)
@@ -509,66 +383,3 @@ class Discriminator(_GrowingNetwork):
         return {**super().get_config(), "mbstd_group_size": self.mbstd_group_size,
                 "mbstd_num_features": self.mbstd_num_features,
                 "mbstd_grouping": self.mbstd_grouping, "blur_filter": self.blur_filter}
-
-
-def parameters_up_to(network, res):
-    """Trainable parameters of `network`'s model at `res`: blocks <= res and one
-    toRGB/fromRGB per resolution <= res (SPEC 1.1 counting), plus a mapping network if any."""
-    network._check_resolution(res)
-    rgb = "to_rgb" if hasattr(network, "to_rgb_4x4") else "from_rgb"
-    mapping = getattr(network, "mapping", None)
-    return (_count(mapping) if mapping is not None else 0) + sum(
-        _count(network._block("block", r)) + _count(network._block(rgb, r))
-        for r in network.resolutions if r <= res)
-
-
-def format_summary(network):
-    """Per-layer table (name, output shape, parameters) and the total, as text."""
-    rows = network.summary_rows()
-    width = max(len(name) for name, _, _ in rows) + 2
-    lines = [f"{'layer':<{width}}{'output shape':<22}{'parameters':>14}", "-" * (width + 36)]
-    for name, shape, params in rows:
-        lines.append(f"{name:<{width}}{str(tuple(shape)):<22}{params:>14,}")
-    lines.append("-" * (width + 36))
-    lines.append(f"{'total ' + network.name:<{width + 22}}{_count(network):>14,}")
-    return "\n".join(lines)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m progan_tf.networks",
-        description="Print ProGAN's generator and discriminator layer by layer, with totals.")
-    parser.add_argument("--architecture", choices=("progan", "stylegan"), default="progan",
-                        help="generator architecture (the discriminator is ProGAN's; StyleGAN's "
-                             "adds a blur before each downsampling)")
-    parser.add_argument("--resolution", type=int, default=1024, help="final resolution (4..1024)")
-    parser.add_argument("--num_channels", type=int, default=3, help="image channels")
-    parser.add_argument("--label_size", type=int, default=0, help="conditioning labels")
-    parser.add_argument("--fmap_base", type=int, default=8192, help="channel formula base")
-    parser.add_argument("--fmap_max", type=int, default=512, help="channel formula maximum")
-    parser.add_argument("--latent_size", type=int, default=None, help="default: nf(0)")
-    args = parser.parse_args(argv)
-    try:
-        log2_resolution(args.resolution, "--resolution")
-    except ValueError as error:
-        parser.error(str(error))
-    common = dict(resolution=args.resolution, num_channels=args.num_channels,
-                  label_size=args.label_size, fmap_base=args.fmap_base, fmap_max=args.fmap_max)
-    if args.architecture == "stylegan":
-        from progan_tf import stylegan
-        generator = stylegan.StyleGenerator(latent_size=args.latent_size or 512, **common)
-        discriminator = stylegan.stylegan_discriminator(**common)
-    else:
-        generator = Generator(latent_size=args.latent_size, **common)
-        discriminator = Discriminator(**common)
-    for network in (generator, discriminator):
-        print(format_summary(network))
-        print()
-    print(f"{'resolution':>10}{'G total':>16}{'D total':>16}")
-    for res in generator.resolutions:
-        print(f"{res:>10}{parameters_up_to(generator, res):>16,}"
-              f"{parameters_up_to(discriminator, res):>16,}")
-
-
-if __name__ == "__main__":
-    main()
