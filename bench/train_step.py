@@ -13,7 +13,7 @@ dlatent_avg update) with the blurred discriminator under the same WGAN-GP worklo
 PyTorch peer (rosinality's StyleGAN, style mixing off by default: --style_mixing_prob 0).
 
 --xla, --mixed_precision and --replicas N add configurations measured side by side, each in
-its own process (the Keras policy and the logical devices are process-wide), after the float32
+its own process (logical devices and compiled kernels are process-wide), after the float32
 one-device baseline; a table of img/s closes the run:
 
     python bench/train_step.py --resolution 16 --iterations 2 --xla --mixed_precision --replicas 2
@@ -88,7 +88,7 @@ def parse_args(argv=None):
                         help="also measure float16 compute (mixed_float16, loss scale 2^10)")
     parser.add_argument("--single", default=None, choices=list(CONFIGURATIONS),
                         help="measure only this configuration in this process (used internally: "
-                             "the policy and logical devices are process-wide)")
+                             "logical devices are process-wide)")
     parser.add_argument("--threads", type=int, default=0,
                         help="intra-op threads (0 = TensorFlow's default, all cores)")
     return parser.parse_args(argv)
@@ -144,7 +144,9 @@ def measure(args, replicas, xla, mixed_precision):
             cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(replicas)])
     from progan_tf import config
     from progan_tf import schedule
-    from progan_tf import trainer
+    from progan_tf.training.distribute import make_strategy
+    from progan_tf.training.sources import InMemorySource
+    from progan_tf.training.steps import GanTrainer
 
     res = args.resolution
     cfg = config.TrainConfig(data_dir="synthetic", fmap_base=args.fmap_base,
@@ -152,13 +154,12 @@ def measure(args, replicas, xla, mixed_precision):
                              lrate_dict={}, xla=xla, mixed_precision=mixed_precision, architecture=args.architecture,
                              loss="wgan_gp", style_mixing_prob=args.style_mixing_prob,
                              strategy="mirrored" if replicas > 1 else "one_device")
-    strategy = trainer.make_strategy(cfg.strategy)
+    strategy = make_strategy(cfg.strategy)
     images = np.random.default_rng(0).uniform(-1, 1, (2 * args.batch, res, res, 3))
-    source = trainer.InMemorySource(images.astype(np.float32))
-    gan = trainer.GanTrainer(cfg, strategy, res, 3)
+    source = InMemorySource(images.astype(np.float32))
+    gan = GanTrainer(cfg, strategy, res, 3)
     if mixed_precision:  # 2^64 (the original's start) would skip the first steps: time real ones
-        gan.state.d_loss_scale_log2.assign(10.0)
-        gan.state.g_loss_scale_log2.assign(10.0)
+        gan.state.assign(d_loss_scale_log2=10.0, g_loss_scale_log2=10.0)
     gan.apply_phase(schedule.Phase(kimg=0.0, lod=0.5, resolution=res, fade_alpha=0.5,
                                    minibatch=args.batch, g_lrate=0.001, d_lrate=0.001,
                                    tick_kimg=1.0))

@@ -3,11 +3,12 @@ original `dataset_tool.py` (`create_x <tfrecord_dir> <source>`). Errors print on
 file and the problem, and exit with status 1; an interrupted create leaves nothing behind."""
 
 import argparse
+import functools
 import os
 import sys
 
 from data_tools.errors import DataError
-from data_tools.progress import format_count
+from progan_tf.utils.progress import format_count
 
 PROG = "python -m data_tools"
 
@@ -38,16 +39,33 @@ def build_parser():
         epilog=f'Type "{PROG} <command> --help" for the options of one command.')
     commands = parser.add_subparsers(dest="command", metavar="<command>")
     commands.required = True
+    _add_inspection_commands(commands)
+    _add_dataset_release_commands(commands)
+    _add_image_collection_commands(commands)
+    return parser
 
-    def command(name, description, example):
-        sub = commands.add_parser(name, help=description, description=description,
-                                  epilog=f"Example: {PROG} {example}")
-        return sub
 
-    def overwrite(sub):
-        sub.add_argument("--overwrite", action="store_true",
-                         help="replace an existing output directory (only if it holds nothing but a pyramid)")
+def _command(commands, name, description, example):
+    return commands.add_parser(name, help=description, description=description,
+                               epilog=f"Example: {PROG} {example}")
 
+
+def _create_command(commands, name, description, example):
+    """A create_* command: the new dataset directory first, then the command's source arguments."""
+    sub = _command(commands, name, description, example)
+    sub.add_argument("tfrecord_dir", help="new dataset directory")
+    _overwrite(sub)
+    return sub
+
+
+def _overwrite(sub):
+    sub.add_argument("--overwrite", action="store_true",
+                     help="replace an existing output directory (only if it holds nothing but a pyramid)")
+
+
+def _add_inspection_commands(commands):
+    """info, display, verify, extract, compare."""
+    command = functools.partial(_command, commands)
     sub = command("info", "Print levels, record counts, resolution, channels and labels of a dataset.",
                   "info datasets/fashion-mnist-32")
     sub.add_argument("tfrecord_dir", help="dataset directory")
@@ -71,7 +89,7 @@ def build_parser():
     sub.add_argument("tfrecord_dir", help="dataset directory")
     sub.add_argument("output_dir", help="directory to extract the images into")
     sub.add_argument("--resolution", type=int, help="level to extract (default: the top level)")
-    overwrite(sub)
+    _overwrite(sub)
 
     sub = command("compare", "Compare two datasets image by image at every level, and their labels.",
                   "compare datasets/mine datasets/theirs")
@@ -79,72 +97,64 @@ def build_parser():
     sub.add_argument("tfrecord_dir_b", help="second dataset directory")
     sub.add_argument("--ignore_labels", type=int, default=0, choices=(0, 1), help="ignore labels (default: 0)")
 
-    sub = command("create_embedded", "Create the quickstart dataset: the Fashion-MNIST subset shipped with "
-                  "data_tools (12,000 images, 1x32x32, one-hot labels). Succeeds at once if the directory "
-                  "already holds exactly this pyramid.", "create_embedded datasets/fashion-mnist-32")
-    sub.add_argument("tfrecord_dir", help="new dataset directory")
-    overwrite(sub)
+
+def _add_dataset_release_commands(commands):
+    """create_embedded and the published datasets: MNIST, CIFAR-10/100, SVHN."""
+    command = functools.partial(_create_command, commands)
+    command("create_embedded", "Create the quickstart dataset: the Fashion-MNIST subset shipped with "
+              "data_tools (12,000 images, 1x32x32, one-hot labels). Succeeds at once if the directory "
+              "already holds exactly this pyramid.", "create_embedded datasets/fashion-mnist-32")
 
     sub = command("create_mnist", "Create a 1x32x32 dataset with one-hot labels from MNIST-style IDX files "
                   "(MNIST, Fashion-MNIST; .gz or not).", "create_mnist datasets/mnist ~/downloads/mnist")
-    sub.add_argument("tfrecord_dir", help="new dataset directory")
     sub.add_argument("mnist_dir", help="directory with train-images-idx3-ubyte(.gz) and train-labels-idx1-ubyte(.gz)")
     sub.add_argument("--split", default="train", choices=("train", "t10k", "all"),
                      help="which files: train (default, as the original), t10k, or all (train then t10k)")
-    overwrite(sub)
 
     sub = command("create_mnistrgb", "Create a 3x32x32 dataset of random MNIST digit triples (R, G, B).",
                   "create_mnistrgb datasets/mnistrgb ~/downloads/mnist")
-    sub.add_argument("tfrecord_dir", help="new dataset directory")
     sub.add_argument("mnist_dir", help="directory containing MNIST")
     sub.add_argument("--num_images", type=_positive, default=1000000,
                      help="number of composite images to create (default: 1000000)")
     sub.add_argument("--random_seed", type=int, default=123, help="random seed (default: 123)")
-    overwrite(sub)
 
     sub = command("create_cifar10", "Create a 3x32x32 dataset with one-hot labels from CIFAR-10 "
                   "(binary or python release; pickles are read without running code).",
                   "create_cifar10 datasets/cifar10 ~/downloads/cifar-10-batches-py")
-    sub.add_argument("tfrecord_dir", help="new dataset directory")
     sub.add_argument("cifar10_dir", help="directory containing CIFAR-10")
-    overwrite(sub)
 
     sub = command("create_cifar100", "Create a 3x32x32 dataset with one-hot fine labels from CIFAR-100 "
                   "(binary or python release).", "create_cifar100 datasets/cifar100 ~/downloads/cifar-100-python")
-    sub.add_argument("tfrecord_dir", help="new dataset directory")
     sub.add_argument("cifar100_dir", help="directory containing CIFAR-100")
-    overwrite(sub)
 
     sub = command("create_svhn", "Create a 3x32x32 dataset with one-hot labels from the original's pickled "
                   "SVHN batches train_1.pkl .. train_3.pkl.", "create_svhn datasets/svhn ~/downloads/svhn")
-    sub.add_argument("tfrecord_dir", help="new dataset directory")
     sub.add_argument("svhn_dir", help="directory containing train_1.pkl .. train_3.pkl")
-    overwrite(sub)
+
+
+def _add_image_collection_commands(commands):
+    """LSUN, CelebA, a folder of images, a legacy HDF5 archive."""
+    command = functools.partial(_create_command, commands)
 
     sub = command("create_lsun", "Create a dataset from one LSUN category (LMDB): centre crop and resize, in "
                   "database order. Needs the optional lmdb package (pip install \"progan-tf[lsun]\").",
                   "create_lsun datasets/lsun-car-100k ~/downloads/lsun/car_lmdb --resolution 256 "
                   "--max_images 100000")
-    sub.add_argument("tfrecord_dir", help="new dataset directory")
     sub.add_argument("lmdb_dir", help="directory containing the LMDB database")
     sub.add_argument("--resolution", type=int, default=256, help="output resolution (default: 256)")
     sub.add_argument("--max_images", type=_positive, help="maximum number of images (default: all)")
     sub.add_argument("--skip_bad", action="store_true", help="skip undecodable entries and list them")
-    overwrite(sub)
 
     sub = command("create_celeba", "Create a 3x128x128 dataset from aligned CelebA (the original's crop).",
                   "create_celeba datasets/celeba ~/downloads/celeba")
-    sub.add_argument("tfrecord_dir", help="new dataset directory")
     sub.add_argument("celeba_dir", help="directory containing img_align_celeba_png/ or img_align_celeba/")
     sub.add_argument("--cx", type=int, default=89, help="crop centre x (default: 89)")
     sub.add_argument("--cy", type=int, default=121, help="crop centre y (default: 121)")
-    overwrite(sub)
 
     sub = command("create_from_images", "Create a dataset from a folder tree of PNG/JPEG/WebP images "
                   "(sorted by relative path). Images must be square and of one size unless --center_crop / "
                   "--resize; 1 channel if all are grayscale, else 3; alpha is composited over --background.",
                   "create_from_images datasets/mydataset myimagedir --center_crop --resize 256")
-    sub.add_argument("tfrecord_dir", help="new dataset directory")
     sub.add_argument("image_dir", help="directory containing the images (searched recursively)")
     sub.add_argument("--shuffle", type=int, default=1, choices=(0, 1), help="randomize image order (default: 1)")
     sub.add_argument("--resize", type=int, help="resize every image to RxR (Lanczos); R a power of two")
@@ -153,15 +163,11 @@ def build_parser():
                      help="colour under transparent pixels, R,G,B or one grey value (default: 255,255,255)")
     sub.add_argument("--skip_bad", action="store_true",
                      help="skip unreadable or truncated images and list them (decodes every image twice)")
-    overwrite(sub)
 
     sub = command("create_from_hdf5", "Create a dataset from a legacy HDF5 archive ([N, C, H, W] data*).",
                   "create_from_hdf5 datasets/celebahq ~/downloads/celeba-hq-1024x1024.h5")
-    sub.add_argument("tfrecord_dir", help="new dataset directory")
     sub.add_argument("hdf5_filename", help="HDF5 archive containing the images")
     sub.add_argument("--shuffle", type=int, default=1, choices=(0, 1), help="randomize image order (default: 1)")
-    overwrite(sub)
-    return parser
 
 
 def _summary(tfrecord_dir, manifest):

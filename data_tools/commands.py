@@ -13,8 +13,9 @@ import numpy as np
 
 from data_tools import records
 from data_tools.errors import DataError
-from data_tools.progress import Progress, format_count
-from data_tools.pyramid import build_levels, open_pyramid, replace_dir
+from data_tools.pyramid import build_levels, check_output_dir, open_pyramid, replace_dir
+from progan_tf.utils.images import image_grid, to_pil, write_png
+from progan_tf.utils.progress import Progress, format_count
 
 _BATCH = 256
 
@@ -144,28 +145,20 @@ def verify(tfrecord_dir, tolerance=0):
     return ok, lines
 
 
-def _to_pil(image_chw):
-    import PIL.Image  # noqa: PLC0415
-
-    if image_chw.shape[0] == 1:
-        return PIL.Image.fromarray(image_chw[0], "L")
-    return PIL.Image.fromarray(image_chw.transpose(1, 2, 0), "RGB")
-
-
 def extract(tfrecord_dir, output_dir, *, resolution=None, overwrite=False):
     """Writes each record of one level (default: the top) as `img%08d.png`, in record order."""
     pyramid = open_pyramid(tfrecord_dir)
     resolution = resolution or pyramid.resolution
     pyramid.check_resolution(resolution)
     output_dir = os.path.normpath(os.fspath(output_dir))
-    check_output_dir_for_images(output_dir, overwrite)
+    check_output_dir(output_dir, overwrite, owned=_is_extracted_image, what="extracted images")
     parent = os.path.dirname(output_dir) or "."
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.partial-", dir=parent)
     try:
         with Progress("Extracting", total=pyramid.num_images) as progress:
             for record, image in enumerate(_level_images(pyramid, resolution)):
-                _to_pil(image).save(os.path.join(staging, f"img{record:08d}.png"))
+                to_pil(image.transpose(1, 2, 0)).save(os.path.join(staging, f"img{record:08d}.png"))
                 progress.update()
         replace_dir(staging, output_dir)
     except BaseException:
@@ -175,18 +168,8 @@ def extract(tfrecord_dir, output_dir, *, resolution=None, overwrite=False):
             f"to {output_dir}"]
 
 
-def check_output_dir_for_images(output_dir, overwrite):
-    if not os.path.exists(output_dir):
-        return
-    if not os.path.isdir(output_dir):
-        raise DataError(f"{output_dir}: exists and is not a directory")
-    entries = os.listdir(output_dir)
-    if entries and not overwrite:
-        raise DataError(f"{output_dir}: already exists and is not empty; pass --overwrite to replace it")
-    others = [name for name in entries if not (name.startswith("img") and name.endswith(".png"))]
-    if others:
-        raise DataError(f"{output_dir}: --overwrite refused, the directory holds other files "
-                        f"({', '.join(sorted(others)[:3])})")
+def _is_extracted_image(name):
+    return name.startswith("img") and name.endswith(".png")
 
 
 def compare(dir_a, dir_b, *, ignore_labels=False):
@@ -233,26 +216,22 @@ def compare(dir_a, dir_b, *, ignore_labels=False):
     return identical, lines
 
 
-def image_grid(tfrecord_dir, *, resolution=None, num_images=16, columns=None):
-    """(PIL image of the first `num_images` records of one level in a grid, label rows shown)."""
-    import PIL.Image  # noqa: PLC0415
-
+def first_images_grid(tfrecord_dir, *, resolution=None, num_images=16, columns=None):
+    """(pyramid, uint8 [H, W, C] grid of the first `num_images` records of one level, count)."""
     pyramid = open_pyramid(tfrecord_dir)
     resolution = resolution or pyramid.resolution
     pyramid.check_resolution(resolution)
     count = min(num_images, pyramid.num_images)
     columns = columns or int(np.ceil(np.sqrt(count)))
     rows = int(np.ceil(count / columns))
-    grid = PIL.Image.new("L" if pyramid.num_channels == 1 else "RGB", (columns * resolution, rows * resolution))
-    for record, image in enumerate(_level_images(pyramid, resolution, limit=count)):
-        grid.paste(_to_pil(image), ((record % columns) * resolution, (record // columns) * resolution))
-    return pyramid, grid, count
+    images = np.stack(list(_level_images(pyramid, resolution, limit=count))).transpose(0, 2, 3, 1)
+    return pyramid, image_grid(images, (columns, rows)), count
 
 
 def display(tfrecord_dir, *, output=None, resolution=None, num_images=16):
     """Info lines plus a grid of the first images: written to `output` (PNG), or shown on screen."""
     lines = info(tfrecord_dir)
-    pyramid, grid, count = image_grid(tfrecord_dir, resolution=resolution, num_images=num_images)
+    pyramid, grid, count = first_images_grid(tfrecord_dir, resolution=resolution, num_images=num_images)
     if pyramid.labels is not None:
         for record in range(min(count, 8)):
             row = pyramid.labels[record]
@@ -260,15 +239,11 @@ def display(tfrecord_dir, *, output=None, resolution=None, num_images=16):
                 else np.array2string(row, precision=3)
             lines.append(f"  record {record}: label {shown}")
     if output:
-        if grid.width < 256:
-            scale = max(1, 256 // grid.width)
-            grid = grid.resize((grid.width * scale, grid.height * scale), 0)  # nearest
-        tmp = f"{output}.partial.png"
-        grid.save(tmp)
-        os.replace(tmp, output)
+        scale = max(1, 256 // grid.shape[1])  # small grids are enlarged to at least 256 wide
+        write_png(np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1), output)
         lines.append(f"Wrote a grid of the first {count} images to {output}")
     elif os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
-        grid.show()
+        to_pil(grid).show()
         lines.append(f"Showing the first {count} images")
     else:
         raise DataError("display: no screen available; pass --output grid.png to write the images to a file")

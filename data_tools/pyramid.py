@@ -21,6 +21,7 @@ import numpy as np
 
 from data_tools import records
 from data_tools.errors import DataError
+from progan_tf.utils.resolution import is_resolution
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "progan-multires-tfrecords"
@@ -36,10 +37,6 @@ def labels_file_name(basename):
     return f"{basename}-rxx.labels"
 
 
-def is_power_of_two(value):
-    return value >= 1 and value & (value - 1) == 0
-
-
 def build_levels(images):
     """All pyramid levels of a batch, top first, as the original computes them.
 
@@ -48,8 +45,7 @@ def build_levels(images):
     """
     images = np.asarray(images)
     resolution = images.shape[-1]
-    if images.ndim != 4 or images.shape[-2] != resolution or not is_power_of_two(resolution) \
-            or resolution < 4:
+    if images.ndim != 4 or images.shape[-2] != resolution or not is_resolution(resolution):
         raise ValueError(f"images must be [B, C, R, R] with R a power of two >= 4, got {images.shape}")
     levels = [images.copy() if images.dtype == np.uint8 else np.rint(images).clip(0, 255).astype(np.uint8)]
     current = images
@@ -182,7 +178,7 @@ def open_pyramid(data_dir):
             raise DataError(f"{path}: holds no records")
         shape = _first_shape(index)
         channels, height, width = shape
-        if channels not in (1, 3) or height != width or not is_power_of_two(height) or height < 4:
+        if channels not in (1, 3) or height != width or not is_resolution(height):
             raise DataError(f"{path}: records have shape {list(shape)}; expected [C, R, R] with C 1 or 3 "
                             "and R a power of two >= 4")
         match = _LEVEL_NAME.search(os.path.basename(path))
@@ -226,21 +222,22 @@ def open_pyramid(data_dir):
 _PYRAMID_FILE = re.compile(r".*(\.tfrecords|\.labels)$|^" + re.escape(MANIFEST_NAME) + "$")
 
 
-def check_output_dir(tfrecord_dir, overwrite):
-    """DataError unless `tfrecord_dir` is absent, empty, or (with overwrite) holds only a pyramid."""
-    if not os.path.exists(tfrecord_dir):
+def check_output_dir(output_dir, overwrite, owned=_PYRAMID_FILE.match, what="part of a pyramid"):
+    """DataError unless `output_dir` is absent, empty, or (with overwrite) holds only files this
+    tool wrote there: names for which `owned(name)` is true (default: a pyramid's files)."""
+    if not os.path.exists(output_dir):
         return
-    if not os.path.isdir(tfrecord_dir):
-        raise DataError(f"{tfrecord_dir}: exists and is not a directory")
-    entries = os.listdir(tfrecord_dir)
+    if not os.path.isdir(output_dir):
+        raise DataError(f"{output_dir}: exists and is not a directory")
+    entries = os.listdir(output_dir)
     if not entries:
         return
     if not overwrite:
-        raise DataError(f"{tfrecord_dir}: already exists and is not empty; pass --overwrite to replace it")
-    others = sorted(name for name in entries if not _PYRAMID_FILE.match(name))
+        raise DataError(f"{output_dir}: already exists and is not empty; pass --overwrite to replace it")
+    others = sorted(name for name in entries if not owned(name))
     if others:
-        raise DataError(f"{tfrecord_dir}: --overwrite refused, the directory holds files that are not "
-                        f"part of a pyramid ({', '.join(others[:3])})")
+        raise DataError(f"{output_dir}: --overwrite refused, the directory holds files that are not "
+                        f"{what} ({', '.join(others[:3])})")
 
 
 def file_sha256(path, chunk_bytes=1 << 20):
@@ -296,7 +293,7 @@ class PyramidWriter:
         import tensorflow as tf  # noqa: PLC0415
 
         channels, height, width = shape
-        if channels not in (1, 3) or height != width or not is_power_of_two(height) or height < 4:
+        if channels not in (1, 3) or height != width or not is_resolution(height):
             raise DataError(f"{self.tfrecord_dir}: images of shape [C, H, W] = {list(shape)} cannot be "
                             "stored; need C 1 or 3, H = W a power of two >= 4")
         self.shape = tuple(shape)

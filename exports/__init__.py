@@ -16,6 +16,7 @@ from exports.run_dir import ExportError, load_generator, locate_checkpoint, run_
 from exports.saved_model import (META_DIR, META_FILENAME, existing_versions, export_generator,
                                  latest_version_dir)
 from progan_tf.serving import SEED_LIMIT, Endpoint, image_outputs, seeds_to_latents
+from progan_tf.training.run_dir import EXPORT_DIR
 
 __all__ = [
     "Endpoint", "ExportError", "META_DIR", "META_FILENAME", "SEED_LIMIT",
@@ -33,6 +34,6 @@ def export_checkpoint(checkpoint, out_dir=None, model_name="generator", raw=Fals
     out_dir: default `<run dir>/export`.
     """
     generator, location = load_generator(checkpoint, raw=raw)
-    out_dir = out_dir or os.path.join(location.run_dir, "export")
+    out_dir = out_dir or os.path.join(location.run_dir, EXPORT_DIR)
     return export_generator(generator, out_dir, model_name, meta=run_meta(location, raw=raw),
                             resolution=resolution)

@@ -1,13 +1,8 @@
 """Reading a training run: rebuild its generator from `network.json`, restore it from a
 checkpoint, and collect what `serving_meta.json` records (flags, last metrics, kimg).
 
-Run directory layout (written by the trainer):
-
-    <run dir>/network.json     {"architecture": ..., "generator": G.get_config(), ...}
-    <run dir>/flags.json       training flags
-    <run dir>/metrics.jsonl    one {"metric": name, "kimg": k, ...} object per line
-    <run dir>/checkpoints/     tf.train.CheckpointManager of Checkpoint(generator=G,
-                               generator_ema=Gs, ..., state=...)
+The run directory layout is defined in progan_tf/training/run_dir.py (network.json,
+flags.json, metrics.jsonl, checkpoints/ of Checkpoint(generator=G, generator_ema=Gs, ...)).
 """
 
 import dataclasses
@@ -18,6 +13,7 @@ import sys
 import tensorflow as tf
 
 from progan_tf import architectures
+from progan_tf.training.run_dir import CHECKPOINT_DIR, FLAGS_JSON, METRICS_JSONL, NETWORK_JSON
 
 
 # Checkpointed variables (last path element) that hold the training progress.
@@ -46,11 +42,11 @@ def locate_checkpoint(path):
     path = os.path.normpath(os.fspath(path))
     if os.path.isdir(path):
         run_dir = path
-        if (os.path.basename(path) == "checkpoints"
-                and not os.path.exists(os.path.join(path, "network.json"))):
+        if (os.path.basename(path) == CHECKPOINT_DIR
+                and not os.path.exists(os.path.join(path, NETWORK_JSON))):
             run_dir = os.path.dirname(path)
         _require_network_json(run_dir)
-        checkpoints = os.path.join(run_dir, "checkpoints")
+        checkpoints = os.path.join(run_dir, CHECKPOINT_DIR)
         prefix = tf.train.latest_checkpoint(checkpoints) if os.path.isdir(checkpoints) else None
         if prefix is None:
             raise ExportError(f"{checkpoints}: no checkpoint found (expected a CheckpointManager "
@@ -64,14 +60,14 @@ def locate_checkpoint(path):
 
 
 def _require_network_json(run_dir):
-    if not os.path.isfile(os.path.join(run_dir, "network.json")):
+    if not os.path.isfile(os.path.join(run_dir, NETWORK_JSON)):
         raise ExportError(f"{run_dir}: not a run directory (no network.json, which the trainer "
                           f"writes to describe the networks)")
 
 
 def read_network_json(run_dir):
     """`<run dir>/network.json` as a dict with at least "architecture" and "generator"."""
-    path = os.path.join(run_dir, "network.json")
+    path = os.path.join(run_dir, NETWORK_JSON)
     network = _read_json(path)
     if not isinstance(network, dict) or not isinstance(network.get("generator"), dict):
         raise ExportError(f"{path}: expected an object with a \"generator\" config object")
@@ -115,14 +111,14 @@ def load_generator(path, raw=False):
 
 def read_flags(run_dir):
     """`<run dir>/flags.json`, or None when the run has none."""
-    path = os.path.join(run_dir, "flags.json")
+    path = os.path.join(run_dir, FLAGS_JSON)
     return _read_json(path) if os.path.isfile(path) else None
 
 
 def read_last_metrics(run_dir):
     """The last record of each metric in `<run dir>/metrics.jsonl`: {name: record}. Lines that
     are not JSON objects (e.g. one cut short by a crash) are skipped with a warning."""
-    path = os.path.join(run_dir, "metrics.jsonl")
+    path = os.path.join(run_dir, METRICS_JSONL)
     last = {}
     if not os.path.isfile(path):
         return last

@@ -15,30 +15,19 @@ import shutil
 import tempfile
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from exports.run_dir import ExportError
 from progan_tf import architectures
 from progan_tf import serving as signatures_lib
-from exports.run_dir import ExportError
+# existing_versions and latest_version_dir are part of the `exports` API (exports/__init__.py).
+from progan_tf.utils.files import existing_versions, latest_version_dir  # noqa: F401
 
 META_FILENAME = "serving_meta.json"
 META_DIR = "assets.extra"  # TF Serving's place for files that travel with a version
 _TEMP_PREFIX = "tmp-export-"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def existing_versions(model_dir):
-    """Integer version directories under `model_dir` (what TF Serving would load), ascending."""
-    if not os.path.isdir(model_dir):
-        return []
-    return sorted(int(name) for name in os.listdir(model_dir)
-                  if name.isdigit() and os.path.isdir(os.path.join(model_dir, name)))
-
-
-def latest_version_dir(model_dir):
-    """Path of the largest integer version under `model_dir`, or None."""
-    versions = existing_versions(model_dir)
-    return os.path.join(model_dir, str(versions[-1])) if versions else None
 
 
 def export_generator(generator, out_dir, model_name="generator", meta=None, *, resolution=None,
@@ -132,11 +121,9 @@ def generator_meta(generator, resolution):
         "latent_size": int(generator.latent_size),
         "label_size": int(generator.label_size),
         "conditional": bool(generator.label_size),
+        "fade_alpha": float(keras.ops.convert_to_numpy(generator.fade_alpha)),
+        "generator_config": generator.get_config(),
     }
-    if hasattr(generator, "fade_alpha"):
-        meta["fade_alpha"] = float(keras.ops.convert_to_numpy(generator.fade_alpha))
-    if hasattr(generator, "get_config"):
-        meta["generator_config"] = generator.get_config()
     return meta
 
 
@@ -160,6 +147,6 @@ def describe_signatures(endpoints, traced):
 
 
 def _json_fallback(value):
-    if hasattr(value, "tolist"):
+    if isinstance(value, (np.ndarray, np.generic)):
         return value.tolist()
     return str(value)

@@ -24,13 +24,15 @@ index and its byte offset (TF's own reader message has no file name; SPEC 10).
 Sharding. With a `tf.distribute.InputContext` (from `strategy.distribute_datasets_from_function`)
 input pipeline p reads only its contiguous slice of each global batch and yields it as
 consecutive per-replica batches, one per local replica, the order in which the strategy hands
-them out; so the replica batches of one step concatenate to the single-device global batch.
+them out; so the replica batches of one step concatenate to the single-device global batch
+(`progan_tf.training.distribute.split_batches`, which the in-memory source uses too).
 """
 
 import tensorflow as tf
 
 from data_tools.errors import DataError
 from data_tools.pyramid import Pyramid, open_pyramid
+from progan_tf.training.distribute import split_batches
 
 __all__ = ["DataError", "Pyramid", "StreamOrder", "box_downsample2", "crossfade_reals", "make_dataset",
            "open_pyramid", "to_float_images", "upsample_nearest2"]
@@ -166,24 +168,6 @@ def crossfade_reals(images, alpha):
     return coarse + (images - coarse) * tf.cast(alpha, images.dtype)
 
 
-def _pipeline_layout(global_batch_size, input_context):
-    """(per-replica batch, replicas served by this pipeline, first position of its slice)."""
-    if global_batch_size < 1:
-        raise ValueError(f"global_batch_size must be >= 1, got {global_batch_size}")
-    if input_context is None:
-        return global_batch_size, 1, 0
-    replicas = input_context.num_replicas_in_sync
-    pipelines = input_context.num_input_pipelines
-    if global_batch_size % replicas:
-        raise ValueError(f"global_batch_size {global_batch_size} is not divisible by the "
-                         f"{replicas} replicas in sync")
-    if replicas % pipelines:
-        raise ValueError(f"{replicas} replicas cannot be split evenly over {pipelines} input pipelines")
-    per_replica = global_batch_size // replicas
-    local_replicas = replicas // pipelines
-    return per_replica, local_replicas, input_context.input_pipeline_id * local_replicas * per_replica
-
-
 class _LevelReader:
     """TF ops reading records of one level file by index; see the module docstring."""
 
@@ -266,7 +250,7 @@ def make_dataset(pyramid_or_dir, resolution, *, global_batch_size, seed, start_p
     pyramid.check_resolution(resolution)
     if start_position < 0:
         raise ValueError(f"start_position must be >= 0, got {start_position}")
-    per_replica, local_replicas, slice_start = _pipeline_layout(global_batch_size, input_context)
+    split = split_batches(global_batch_size, input_context)
     num_images = pyramid.num_images
     label_size = pyramid.label_size
     labels = tf.constant(pyramid.labels if label_size else tf.zeros([num_images, 0], tf.float32))
@@ -281,14 +265,14 @@ def make_dataset(pyramid_or_dir, resolution, *, global_batch_size, seed, start_p
         if input_context is None:
             num_chunks = -(-remaining // global_batch_size)
         else:
-            num_chunks = (remaining // global_batch_size) * local_replicas
+            num_chunks = (remaining // global_batch_size) * split.local_replicas
         chunks = tf.data.Dataset.range(num_chunks)
         drop_remainder = input_context is not None or remaining % global_batch_size == 0
 
     def positions_of(chunk):
-        step, replica = chunk // local_replicas, chunk % local_replicas
-        first = start_position + step * global_batch_size + slice_start + replica * per_replica
-        stop = first + per_replica if repeat else tf.minimum(first + per_replica, num_images)
+        first = split.first_position(chunk, start_position)
+        stop = first + split.per_replica
+        stop = stop if repeat else tf.minimum(stop, num_images)
         positions = tf.range(first, stop, dtype=tf.int64)
         flips = order.flips(positions) if mirror else tf.zeros(tf.shape(positions), tf.bool)
         return tf.data.Dataset.from_tensor_slices((order.records(positions), flips))
@@ -303,7 +287,7 @@ def make_dataset(pyramid_or_dir, resolution, *, global_batch_size, seed, start_p
     # Each inner dataset holds exactly one record, so the deterministic interleave keeps the order.
     dataset = dataset.interleave(reader.read, cycle_length=cycle_length, block_length=1,
                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.batch(per_replica, drop_remainder=drop_remainder)
+    dataset = dataset.batch(split.per_replica, drop_remainder=drop_remainder)
     dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF

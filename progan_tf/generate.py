@@ -13,10 +13,10 @@ random walk ([PG] util_scripts.py generate_interpolation_video) as PNG frames or
 
 A seed's image is the `generate_seeds` signature's: latents drawn with
 tf.random.stateless_normal([latent_size], seed=[seed, 0], alg="philox"), the same on any machine.
+Both sources load through `progan_tf.generators`; a checkpoint renders like its export.
 """
 
 import argparse
-import dataclasses
 import os
 import re
 import sys
@@ -24,6 +24,10 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+import scipy.ndimage  # noqa: E402
+
+from progan_tf.utils.images import (image_grid, style_mixing_tiles, write_gif,  # noqa: E402
+                                    write_png)
 
 SEED_LIMIT = 2**32
 MAX_SEEDS = 100_000  # per range; a typo such as 0-4294967295 fails instead of filling memory
@@ -35,7 +39,7 @@ class GenerateError(ValueError):
 
 
 # ----------------------------------------------------------------------------------------------
-# Pure helpers: argument parsing, latent paths, image layout.
+# Pure helpers: argument parsing, latent paths.
 
 def parse_seeds(text):
     """'0-35' / '1,5,9' / '0-3,10' -> list of ints, each in 0..2^32-1, in the given order."""
@@ -104,174 +108,25 @@ def interpolation_latents(latents, steps, method="slerp"):
     return np.stack(frames).astype(np.float32)
 
 
-def gaussian_filter_wrap(values, sigma, axis=0, truncate=4.0):
-    """Gaussian smoothing along `axis` with periodic ends, like
-    scipy.ndimage.gaussian_filter1d(values, sigma, axis, mode="wrap", truncate=4.0)."""
-    values = np.asarray(values, np.float64)
-    if sigma <= 0:
-        return values.copy()
-    radius = int(truncate * float(sigma) + 0.5)
-    offsets = np.arange(-radius, radius + 1)
-    weights = np.exp(-0.5 * (offsets / float(sigma)) ** 2)
-    weights /= weights.sum()
-    smoothed = np.zeros_like(values)
-    for offset, weight in zip(offsets, weights):
-        smoothed += weight * np.roll(values, -offset, axis=axis)
-    return smoothed
-
-
 def random_walk_latents(num_frames, num_walks, latent_size, smoothing_frames, seed):
     """[num_frames, num_walks, latent_size] float32: the original's video latents: i.i.d.
     normal per frame from RandomState(seed), Gaussian-smoothed over time with sigma
     `smoothing_frames` (wrapping, so the walk loops), then scaled to unit RMS."""
     random_state = np.random.RandomState(seed)
     latents = random_state.randn(num_frames, num_walks, latent_size).astype(np.float32)
-    latents = gaussian_filter_wrap(latents, smoothing_frames, axis=0)
+    if smoothing_frames > 0:  # scipy divides by sigma
+        latents = scipy.ndimage.gaussian_filter1d(latents, smoothing_frames, axis=0, mode="wrap")
     latents /= np.sqrt(np.mean(np.square(latents)))
     return latents.astype(np.float32)
 
 
-def image_grid(images, columns, rows):
-    """[N, H, W, C] with N <= columns * rows -> [rows * H, columns * W, C], row-major, empty
-    cells black."""
-    images = np.asarray(images)
-    count, height, width, channels = images.shape
-    if count > columns * rows:
-        raise GenerateError(f"--grid {columns}x{rows} holds {columns * rows} images, "
-                            f"received {count} seeds")
-    grid = np.zeros((rows * height, columns * width, channels), images.dtype)
-    for index, image in enumerate(images):
-        row, column = divmod(index, columns)
-        grid[row * height:(row + 1) * height, column * width:(column + 1) * width] = image
-    return grid
-
-
-_PIL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
-
-
-def to_pil(image):
-    """[H, W, C] uint8 -> PIL image (C = 1, 2, 3 or 4)."""
-    from PIL import Image
-
-    channels = image.shape[-1]
-    if channels not in _PIL_MODES:
-        raise GenerateError(f"cannot write {channels}-channel images as PNG/GIF "
-                            f"(1, 2, 3 or 4 channels)")
-    pixels = image[..., 0] if channels == 1 else image
-    return Image.fromarray(np.ascontiguousarray(pixels), _PIL_MODES[channels])
-
-
-def write_png(image, path):
-    """[H, W, C] uint8 -> PNG at `path`, written to a temporary name and renamed."""
-    temporary = path + ".tmp"
-    to_pil(image).save(temporary, format="PNG")
-    os.replace(temporary, path)
-
-
-def write_gif(frames, path, fps):
-    """[F, H, W, C] uint8 -> looping animated GIF at `path` (temporary name, then renamed)."""
-    pictures = [to_pil(frame) for frame in frames]
-    if pictures[0].mode in ("LA", "RGBA"):
-        pictures = [picture.convert("RGB") for picture in pictures]
-    temporary = path + ".tmp"
-    pictures[0].save(temporary, format="GIF", save_all=True, append_images=pictures[1:],
-                     duration=max(int(round(1000.0 / fps)), 20), loop=0)
-    os.replace(temporary, path)
-
-
-# ----------------------------------------------------------------------------------------------
-# Loading: a SavedModel (signatures only) or a checkpoint (project code), behind one interface.
-
-@dataclasses.dataclass(frozen=True)
-class LoadedGenerator:
-    """Signature functions of a generator: {name: (input specs by name, function(**inputs))}.
-
-    The functions take tensors of the specs' dtypes and return dicts of output tensors, exactly
-    like `tf.saved_model.load(path).signatures[name]`.
-    """
-
-    source: str
-    functions: dict
-    keep_alive: object = None  # the loaded SavedModel object its signatures belong to
-
-    def _specs(self, name):
-        return self.functions[name][0]
-
-    @property
-    def latent_size(self):
-        return int(self._specs("serving_default")["latents"].shape[-1])
-
-    @property
-    def label_size(self):
-        labels = self._specs("serving_default").get("labels")
-        return 0 if labels is None else int(labels.shape[-1])
-
-    @property
-    def has_truncation(self):
-        return ("generate_seeds" in self.functions
-                and "truncation_psi" in self._specs("generate_seeds"))
-
-    def _run(self, name, inputs, batch_size):
-        import tensorflow as tf
-
-        specs, function = self.functions[name]
-        count = len(next(iter(inputs.values())))
-        images = []
-        for start in range(0, count, batch_size):
-            feed = {key: tf.constant(value[start:start + batch_size], specs[key].dtype)
-                    for key, value in inputs.items()}
-            images.append(function(**feed)["images"].numpy())
-        return np.concatenate(images)
-
-    def images_for_latents(self, latents, labels=None, batch_size=16):
-        """[N, latent_size] -> [N, H, W, C] uint8 via serving_default."""
-        inputs = {"latents": np.asarray(latents, np.float32)}
-        if labels is not None:
-            inputs["labels"] = labels
-        return self._run("serving_default", inputs, batch_size)
-
-    def images_for_seeds(self, seeds, labels=None, truncation_psi=None, batch_size=16):
-        """[N] seeds -> [N, H, W, C] uint8 via generate_seeds."""
-        inputs = {"seeds": np.asarray(seeds, np.int64)}
-        if labels is not None:
-            inputs["labels"] = labels
-        if self.has_truncation:
-            psi = 1.0 if truncation_psi is None else truncation_psi
-            inputs["truncation_psi"] = np.full([len(seeds)], psi, np.float32)
-        if "generate_seeds" not in self.functions:
-            return self.images_for_latents(seed_latents(seeds, self.latent_size), labels,
-                                           batch_size)
-        return self._run("generate_seeds", inputs, batch_size)
-
-
-    @property
-    def has_styles(self):
-        return "mapping" in self.functions and "synthesis" in self.functions
-
-    def dlatents_for_seeds(self, seeds, labels=None, truncation_psi=None, cutoff=8,
-                           batch_size=16):
-        """[N] seeds -> dlatents [N, num_layers, D] via `mapping`, truncated like StyleGAN
-        (layers < cutoff pulled towards dlatent_avg by psi)."""
-        import tensorflow as tf
-
-        specs, function = self.functions["mapping"]
-        latents = seed_latents(seeds, self.latent_size)
-        parts = []
-        for start in range(0, len(seeds), batch_size):
-            feed = {"latents": tf.constant(latents[start:start + batch_size])}
-            if labels is not None:
-                feed["labels"] = tf.constant(labels[start:start + batch_size], tf.float32)
-            out = function(**feed)
-            dlatents, avg = out["dlatents"].numpy(), out["dlatent_avg"].numpy()[:, None]
-            if truncation_psi is not None:
-                truncated = avg + truncation_psi * (dlatents - avg)
-                dlatents[:, :cutoff] = truncated[:, :cutoff]
-            parts.append(dlatents)
-        return np.concatenate(parts)
-
-    def images_for_dlatents(self, dlatents, batch_size=16):
-        return self._run("synthesis", {"dlatents": np.asarray(dlatents, np.float32)},
-                         batch_size)
+def parse_layer_range(text):
+    """'0-3' or '4,5' -> sorted list of style layer indices."""
+    try:
+        layers = sorted(set(parse_seeds(text)))
+    except GenerateError as error:
+        raise GenerateError(f"--style_layers: {error}") from None
+    return layers
 
 
 def style_mixing_grid(model, column_seeds, row_seeds, layers, labels_for, truncation_psi=None,
@@ -286,97 +141,35 @@ def style_mixing_grid(model, column_seeds, row_seeds, layers, labels_for, trunca
     if max(layers) >= row_w.shape[1]:
         raise GenerateError(f"--style_layers: this model has {row_w.shape[1]} style layers "
                             f"(0..{row_w.shape[1] - 1}), received up to {max(layers)}")
-    mixed = np.repeat(row_w[:, None], len(column_seeds), axis=1)  # [rows, columns, L, D]
-    mixed[:, :, layers] = column_w[None, :, layers]
-    images = model.images_for_dlatents(
-        np.concatenate([column_w, row_w, mixed.reshape((-1,) + row_w.shape[1:])]), batch_size)
-    tiles = np.zeros(((len(row_seeds) + 1) * (len(column_seeds) + 1),) + images.shape[1:],
-                     images.dtype)
-    columns = len(column_seeds)
-    tiles[1:columns + 1] = images[:columns]
-    for i in range(len(row_seeds)):
-        start = (i + 1) * (columns + 1)
-        tiles[start] = images[columns + i]
-        offset = columns + len(row_seeds) + i * columns
-        tiles[start + 1:start + 1 + columns] = images[offset:offset + columns]
-    return image_grid(tiles, columns + 1, len(row_seeds) + 1)
+    tiles = style_mixing_tiles(column_w, row_w, layers,
+                               lambda dlatents: model.images_for_dlatents(dlatents, batch_size),
+                               background=0)
+    return image_grid(tiles, (len(column_seeds) + 1, len(row_seeds) + 1))
 
 
-def parse_layer_range(text):
-    """'0-3' or '4,5' -> sorted list of style layer indices."""
-    try:
-        layers = sorted(set(parse_seeds(text)))
-    except GenerateError as error:
-        raise GenerateError(f"--style_layers: {error}") from None
-    return layers
-
-
-def seed_latents(seeds, latent_size):
-    """[N] seeds -> [N, latent_size] float32 by the generate_seeds rule (philox, key [seed, 0])."""
-    from progan_tf.serving import seeds_to_latents
-
-    return seeds_to_latents(np.asarray(seeds, np.int64), latent_size).numpy()
-
-
-def resolve_saved_model(path):
-    """A SavedModel directory, or a model directory of numbered versions (the latest is used)."""
-    if not os.path.exists(path):
-        raise GenerateError(f"--saved_model: {path} does not exist")
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return path
-    if os.path.isdir(path):
-        versions = sorted((int(name) for name in os.listdir(path)
-                           if name.isdigit()
-                           and os.path.isfile(os.path.join(path, name, "saved_model.pb"))))
-        if versions:
-            return os.path.join(path, str(versions[-1]))
-    raise GenerateError(f"--saved_model: {path} is not a SavedModel (no saved_model.pb) nor a "
-                        f"model directory of numbered versions")
-
+# ----------------------------------------------------------------------------------------------
+# Loading: progan_tf.generators, with errors naming the flag.
 
 def load_saved_model(path):
-    """LoadedGenerator from an exported SavedModel; needs no project code."""
-    import tensorflow as tf
+    """generators.GeneratorFns of an exported SavedModel (or the latest version in a model
+    directory); needs no project code in the export."""
+    from progan_tf import generators
 
-    version_dir = resolve_saved_model(path)
     try:
-        loaded = tf.saved_model.load(version_dir)
-    except (OSError, ValueError, tf.errors.OpError) as error:
-        raise GenerateError(f"--saved_model: {version_dir} cannot be loaded: "
-                            f"{str(error).splitlines()[0]}") from None
-    signatures = dict(loaded.signatures)
-    default = signatures.get("serving_default")
-    if default is None or "latents" not in default.structured_input_signature[1]:
-        raise GenerateError(f"--saved_model: {version_dir} is not a generator export (its "
-                            f"signatures are {sorted(signatures)}; expected serving_default "
-                            f"with a 'latents' input)")
-    functions = {name: (function.structured_input_signature[1], function)
-                 for name, function in signatures.items()
-                 if name in ("serving_default", "generate_seeds", "mapping", "synthesis")}
-    return LoadedGenerator(version_dir, functions, keep_alive=loaded)
+        return generators.from_saved_model(path)
+    except generators.GeneratorError as error:
+        raise GenerateError(f"--saved_model: {error}") from None
 
 
 def load_checkpoint(path, raw=False):
-    """LoadedGenerator from a run directory or checkpoint prefix, through the same endpoint
-    table the exporter writes (nothing is written to disk)."""
-    import tensorflow as tf
-
-    import exports
-    from progan_tf import architectures
+    """generators.GeneratorFns of a run directory or checkpoint prefix, rendering the stored
+    noise as an export does (nothing is written to disk)."""
+    from progan_tf import generators
 
     try:
-        generator, location = exports.load_generator(path, raw=raw)
-    except exports.ExportError as error:
+        return generators.from_run_dir(path, raw=raw, noise="const")[0]
+    except generators.GeneratorError as error:
         raise GenerateError(f"--checkpoint: {error}") from None
-    functions = {}
-    for endpoint in architectures.of(generator).endpoints(generator, None):
-        function = tf.function(endpoint.positional_fn(), input_signature=list(endpoint.inputs))
-
-        def call(_function=function, _names=endpoint.input_names, **inputs):
-            return _function(*(inputs[name] for name in _names))
-
-        functions[endpoint.name] = ({spec.name: spec for spec in endpoint.inputs}, call)
-    return LoadedGenerator(location.checkpoint, functions, keep_alive=generator)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -450,6 +243,7 @@ def _labels(model, label, count):
 
 
 def _write_frames(frames, out_dir, stem, args):
+    os.makedirs(out_dir, exist_ok=True)
     if args.gif:
         path = os.path.join(out_dir, f"{stem}.gif")
         write_gif(frames, path, args.fps)
@@ -459,6 +253,29 @@ def _write_frames(frames, out_dir, stem, args):
         paths.append(os.path.join(out_dir, f"{stem}_{index:05d}.png"))
         write_png(frame, paths[-1])
     return paths
+
+
+def _check_args(args):
+    """(seeds, grid or None) of a command other than --style_mix; GenerateError for flags that
+    do not go together."""
+    if args.seeds is None and not args.walk:
+        raise GenerateError("--seeds is required (e.g. --seeds 0-63)")
+    seeds = parse_seeds(args.seeds if args.seeds is not None else str(WALK_DEFAULT_SEED))
+    grid = parse_grid(args.grid) if args.grid else None
+    if args.walk:
+        if len(seeds) != 1:
+            raise GenerateError(f"--walk takes one seed for its random state, received {len(seeds)}")
+        if args.duration_sec <= 0 or args.fps <= 0 or args.smoothing_sec < 0:
+            raise GenerateError("--duration_sec and --fps must be > 0, --smoothing_sec >= 0")
+    if args.interp and grid:
+        raise GenerateError("--grid does not apply to --interp")
+    return seeds, grid
+
+
+def _load(args):
+    if args.saved_model:
+        return load_saved_model(args.saved_model)
+    return load_checkpoint(args.checkpoint, raw=args.raw)
 
 
 def generate(args):
@@ -473,56 +290,57 @@ def generate(args):
         raise GenerateError("--gif applies to --interp and --walk")
     if args.style_mix is not None:
         return _style_mix(args)
-    if args.seeds is None and not args.walk:
-        raise GenerateError("--seeds is required (e.g. --seeds 0-63)")
-    seeds = parse_seeds(args.seeds if args.seeds is not None else str(WALK_DEFAULT_SEED))
-    grid = parse_grid(args.grid) if args.grid else None
-    if args.walk:
-        if len(seeds) != 1:
-            raise GenerateError(f"--walk takes one seed for its random state, received {len(seeds)}")
-        if args.duration_sec <= 0 or args.fps <= 0 or args.smoothing_sec < 0:
-            raise GenerateError("--duration_sec and --fps must be > 0, --smoothing_sec >= 0")
-    if args.interp and grid:
-        raise GenerateError("--grid does not apply to --interp")
-
-    if args.saved_model:
-        model = load_saved_model(args.saved_model)
-    else:
-        model = load_checkpoint(args.checkpoint, raw=args.raw)
+    seeds, grid = _check_args(args)
+    model = _load(args)
     if args.trunc is not None and args.trunc != 1.0:
         if not model.has_truncation:
-            raise GenerateError("--trunc: this model has no truncation (its generate_seeds "
-                                "signature has no truncation_psi input; ProGAN never truncates); "
+            raise GenerateError("--trunc: this model has no truncation (ProGAN never truncates; "
+                                "a StyleGAN export's generate_seeds takes truncation_psi); "
                                 "omit --trunc")
         if args.interp or args.walk:
             raise GenerateError("--trunc applies to per-seed images and grids only")
-
-    os.makedirs(args.out_dir, exist_ok=True)
     if args.walk:
-        columns, rows = grid or (1, 1)
-        num_frames = max(int(np.rint(args.duration_sec * args.fps)), 1)
-        latents = random_walk_latents(num_frames, columns * rows, model.latent_size,
-                                      args.smoothing_sec * args.fps, seeds[0])
-        labels = _labels(model, args.label, num_frames * columns * rows)
-        images = model.images_for_latents(latents.reshape(-1, model.latent_size), labels,
-                                          args.batch_size)
-        images = images.reshape((num_frames, columns * rows) + images.shape[1:])
-        frames = np.stack([image_grid(frame, columns, rows) for frame in images])
-        return _write_frames(frames, args.out_dir, "walk", args)
+        return _walk(model, seeds[0], grid or (1, 1), args)
     if args.interp:
-        latents = interpolation_latents(seed_latents(seeds, model.latent_size), args.steps,
-                                        args.interp)
-        labels = _labels(model, args.label, len(latents))
-        frames = model.images_for_latents(latents, labels, args.batch_size)
-        return _write_frames(frames, args.out_dir, "interp", args)
+        return _interpolation(model, seeds, args)
+    return _seed_images(model, seeds, grid, args)
+
+
+def _walk(model, seed, grid, args):
+    """The original's smoothed random walk: `grid` walks side by side in every frame."""
+    columns, rows = grid
+    num_frames = max(int(np.rint(args.duration_sec * args.fps)), 1)
+    latents = random_walk_latents(num_frames, columns * rows, model.latent_size,
+                                  args.smoothing_sec * args.fps, seed)
+    labels = _labels(model, args.label, num_frames * columns * rows)
+    images = model.images_for_latents(latents.reshape(-1, model.latent_size), labels,
+                                      args.batch_size)
+    images = images.reshape((num_frames, columns * rows) + images.shape[1:])
+    frames = np.stack([image_grid(frame, grid) for frame in images])
+    return _write_frames(frames, args.out_dir, "walk", args)
+
+
+def _interpolation(model, seeds, args):
+    from progan_tf.generators import seed_latents
+
+    latents = interpolation_latents(seed_latents(seeds, model.latent_size), args.steps,
+                                    args.interp)
+    labels = _labels(model, args.label, len(latents))
+    frames = model.images_for_latents(latents, labels, args.batch_size)
+    return _write_frames(frames, args.out_dir, "interp", args)
+
+
+def _seed_images(model, seeds, grid, args):
+    """One PNG per seed, or one grid.png."""
     labels = _labels(model, args.label, len(seeds))
     if grid and len(seeds) > grid[0] * grid[1]:
         raise GenerateError(f"--grid {args.grid} holds {grid[0] * grid[1]} images, "
                             f"received {len(seeds)} seeds")
     images = model.images_for_seeds(seeds, labels, args.trunc, args.batch_size)
+    os.makedirs(args.out_dir, exist_ok=True)
     if grid:
         path = os.path.join(args.out_dir, "grid.png")
-        write_png(image_grid(images, *grid), path)
+        write_png(image_grid(images, grid), path)
         return [path]
     paths = []
     for seed, image in zip(seeds, images):
@@ -541,8 +359,7 @@ def _style_mix(args):
     column_text, row_text = args.style_mix.split(":")
     column_seeds, row_seeds = parse_seeds(column_text), parse_seeds(row_text)
     layers = parse_layer_range(args.style_layers)
-    model = load_saved_model(args.saved_model) if args.saved_model else load_checkpoint(
-        args.checkpoint, raw=args.raw)
+    model = _load(args)
     if not model.has_styles:
         raise GenerateError("--style_mix needs a StyleGAN generator (mapping and synthesis "
                             "signatures); this one has none")

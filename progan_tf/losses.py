@@ -6,13 +6,20 @@ Scores are the critic's column 0, [N]; label logits its columns 1.., [N, L].
 
 - WGAN-GP with epsilon drift (ProGAN's default):
     G: -D(G(z));  D: D(fake) - D(real) + lambda / target^2 * (||grad D(x_hat)|| - target)^2
-                     + epsilon * D(real)^2,  x_hat = real + u * (fake - real), u ~ U(0, 1) per sample.
+                     + epsilon * D(real)^2,  x_hat = real + u * (fake - real),
+                     u ~ U(0, 1) per sample.
 - LSGAN ([PG-th], real -> 0 convention): G: D(fake)^2;  D: D(real)^2 + 0.1 * (D(fake) - 1)^2.
 - Non-saturating logistic with R1 (StyleGAN): G: softplus(-D(G(z)));
     D: softplus(D(fake)) + softplus(-D(real)) + gamma / 2 * sum_HWC (grad_real D(real))^2.
 - AC-GAN ([PG] loss.py): softmax cross-entropy of the label logits, weight `cond_weight`, on fakes
   for G and on reals + fakes for D.
+
+`LOSSES` maps each --loss name to its (g_loss, d_loss) pair; the d_loss of an entry brings the
+penalty terms that loss needs (gradient penalty + drift, R1, or none).
 """
+
+import dataclasses
+from typing import Callable, NamedTuple
 
 import tensorflow as tf
 
@@ -122,3 +129,60 @@ def split_scores(outputs):
     """D output [N, 1 + L] -> (scores [N] float32, label logits [N, L] float32)."""
     outputs = tf.cast(outputs, tf.float32)
     return outputs[:, 0], outputs[:, 1:]
+
+
+# ------------------------------------------------------------------------------------------------
+# The table of --loss choices.
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscriminatorBatch:
+    """What a discriminator loss may use, for one replica's batch.
+
+    critic: images [N, H, W, C] -> scores [N] (for the penalties' gradients).
+    reals, fakes: [N, H, W, C]; real_scores, fake_scores: [N].
+    interpolation: () -> [N, 1, 1, 1] factors u ~ U(0, 1) of the gradient penalty; called only
+        by the losses that need them.
+    """
+
+    critic: Callable
+    reals: tf.Tensor
+    fakes: tf.Tensor
+    real_scores: tf.Tensor
+    fake_scores: tf.Tensor
+    interpolation: Callable
+
+
+class GanLoss(NamedTuple):
+    """g_loss: fake_scores [N] -> [N]. d_loss: (DiscriminatorBatch, weights) -> (per-sample
+    loss [N], {stat tag: [N]} of its penalty terms); weights: anything with gp_lambda,
+    gp_target, drift_weight and r1_gamma (a config.TrainConfig)."""
+
+    g_loss: Callable
+    d_loss: Callable
+
+
+def _wgan_gp_terms(batch, weights):
+    penalty, _ = gradient_penalty(batch.critic, batch.reals, batch.fakes, batch.interpolation(),
+                                  weights.gp_target)
+    loss = wgan_gp_d_loss(batch.real_scores, batch.fake_scores, penalty, weights.gp_lambda,
+                          weights.gp_target, weights.drift_weight)
+    return loss, {"Loss/gradient_penalty": penalty, "Loss/drift": drift_penalty(batch.real_scores)}
+
+
+def _lsgan_terms(batch, weights):
+    del weights  # LSGAN has no penalty
+    return lsgan_d_loss(batch.real_scores, batch.fake_scores), {}
+
+
+def _logistic_r1_terms(batch, weights):
+    r1 = r1_penalty(batch.critic, batch.reals)
+    loss = logistic_r1_d_loss(batch.real_scores, batch.fake_scores, r1, weights.r1_gamma)
+    return loss, {"Loss/r1_penalty": r1}
+
+
+LOSSES = {
+    "wgan_gp": GanLoss(wgan_g_loss, _wgan_gp_terms),
+    "lsgan": GanLoss(lsgan_g_loss, _lsgan_terms),
+    "logistic_r1": GanLoss(logistic_ns_g_loss, _logistic_r1_terms),
+}

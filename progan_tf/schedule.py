@@ -65,8 +65,16 @@ def parse_resolution_dict(text, flag="--minibatch_dict", value_type=int):
 
 
 def format_resolution_dict(mapping):
-    """Inverse of `parse_resolution_dict`: {4: 128, 8: 64} -> '4:128,8:64'."""
-    return ",".join(f"{res}:{value}" for res, value in sorted(mapping.items()))
+    """Inverse of `parse_resolution_dict`: {4: 128, 8: 64} -> '4:128,8:64' (a whole float is
+    written as an integer: {4: 160.0} -> '4:160')."""
+    return ",".join(f"{res}:{format_number(value)}" for res, value in sorted(mapping.items()))
+
+
+def format_number(value):
+    """A number as a flag value: a whole float without its '.0' (160.0 -> '160')."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def lod_at(kimg, resolution, initial_resolution=4, training_kimg=600.0, transition_kimg=600.0):
@@ -242,8 +250,6 @@ ROSINALITY_MINIBATCH_DICT = {4: 512, 8: 256, 16: 128, 32: 64, 64: 32, 128: 32, 2
 ROSINALITY_LRATE_DICT = {128: 0.0015, 256: 0.002, 512: 0.003, 1024: 0.003}
 ROSINALITY_PHASE_KIMG = 600.0
 
-SCHEDULES = ("progan", "rosinality")
-
 
 @dataclasses.dataclass(frozen=True)
 class RosinalitySchedule(Schedule):
@@ -295,10 +301,24 @@ class RosinalitySchedule(Schedule):
         return stages * (self.training_kimg + self.transition_kimg) + self.transition_kimg
 
 
+_CLASSES = {"progan": Schedule, "rosinality": RosinalitySchedule}
+SCHEDULES = tuple(_CLASSES)
+
+# TrainConfig field values each --schedule brings for the flags not given (after the
+# architecture's presets, so these win): rosinality's minibatch and learning-rate tables,
+# 600 kimg phases, WGAN-GP, EMA 0.999 per step and no Adam resets ([ROS]).
+PRESETS = {
+    "progan": types.MappingProxyType({}),
+    "rosinality": types.MappingProxyType(dict(
+        minibatch_base=ROSINALITY_MINIBATCH_BASE, minibatch_dict=dict(ROSINALITY_MINIBATCH_DICT),
+        lrate_dict=dict(ROSINALITY_LRATE_DICT), lod_training_kimg=ROSINALITY_PHASE_KIMG,
+        lod_transition_kimg=ROSINALITY_PHASE_KIMG, loss="wgan_gp", ema_kimg=0.0, ema_beta=0.999,
+        reset_optimizer_on_lod_change=False)),
+}
+
+
 def schedule_class(name):
     """Schedule class for --schedule: "progan" (stabilise, then fade) or "rosinality"."""
-    if name == "progan":
-        return Schedule
-    if name == "rosinality":
-        return RosinalitySchedule
-    raise ValueError(f"--schedule: must be one of {', '.join(SCHEDULES)}, got {name!r}")
+    if name not in _CLASSES:
+        raise ValueError(f"--schedule: must be one of {', '.join(SCHEDULES)}, got {name!r}")
+    return _CLASSES[name]

@@ -166,11 +166,11 @@ def stylegan_endpoints(generator, resolution=None):
     """StyleGAN: serving_default (no truncation), generate_seeds with a required per-example
     `truncation_psi` [N] (1 = none; applied to the first `truncation_cutoff` = 8 layers around
     `dlatent_avg`), `mapping` (latents -> dlatents [N, num_layers, D]) and `synthesis`
-    (dlatents -> images). The noise inputs are switched to each layer's fixed noise image, so
-    an exported model renders every latent the same way every time."""
-    generator.set_noise_mode("const")
+    (dlatents -> images). Every noise input renders its layer's fixed noise image, so an
+    exported model renders every latent the same way every time."""
     res = resolution or generator.resolution
-    mapping, synthesis = generator.mapping_model(), generator.synthesis_model_for(res)
+    mapping = generator.mapping_model()
+    synthesis = generator.synthesis_model_for(res, noise="const")
     size = (generator.latent_size, generator.label_size)
 
     def map_latents(latents, labels=None):

@@ -34,9 +34,10 @@ def two_replicas():
 
 
 @pytest.fixture(autouse=True)
-def float32_policy_and_seed():
-    """Every test starts from the float32 policy and a fixed seed, and leaves float32 behind."""
-    keras.mixed_precision.set_global_policy("float32")
+def fixed_seed():
+    """Every test starts from the same Keras/NumPy/Python seed. (Library code sets no global
+    state: the trainer seeds its networks and passes their dtype policy.)"""
     keras.utils.set_random_seed(0)
     yield
-    keras.mixed_precision.set_global_policy("float32")
+    assert keras.mixed_precision.global_policy().name == "float32", (
+        "a test left a global dtype policy behind; pass dtype= to the layers instead")

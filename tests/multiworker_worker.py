@@ -9,12 +9,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from progan_tf import trainer  # noqa: E402
-from tests.multiworker_common import STEPS, run_steps, tiny_config  # noqa: E402
+from progan_tf.training import distribute  # noqa: E402
+from tests.training_common import STEPS, run_steps, tiny_config  # noqa: E402
 
 
 def main(out_path):
-    strategy = trainer.make_strategy("multi_worker", worker_timeout_sec=60)
+    strategy = distribute.make_strategy("multi_worker", worker_timeout_sec=60)
     results = run_steps(tiny_config(), strategy, STEPS)
     np.savez(out_path, **results)
 

@@ -2,6 +2,8 @@
 input gets a clear error with nothing half-written."""
 
 import gzip
+import hashlib
+import io
 import os
 import pickle
 import struct
@@ -10,10 +12,9 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from data_tools import safe_pickle
 from data_tools.errors import DataError
 from data_tools.pyramid import build_levels, open_pyramid, original_order
-from data_tools.sources import cifar, mnist
+from data_tools.sources import cifar, load_pickle, mnist
 from data_tools.sources.celeba import create_celeba
 from data_tools.sources.embedded import EMBEDDED_DIR, create_embedded
 from data_tools.sources.hdf5 import create_from_hdf5
@@ -270,56 +271,55 @@ def test_truncated_cifar_binary_is_named(tmp_path):
     assert_nothing_written(tmp_path, "out")
 
 
-# --- pickles read without running code ----------------------------------------------------------
+# --- pickles read without running code (progan_tf.utils.safe_pickle; see test_utils_safe_pickle) --
 
 class _Exploit:
+    def __init__(self, path):
+        self.path = path
+
     def __reduce__(self):
-        return (os.system, ("echo pwned",))
+        return (os.system, (f"touch {self.path}",))
 
 
-@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
-def test_safe_pickle_reads_plain_data_and_arrays_like_pickle(protocol):
-    value = {"data": np.arange(12, dtype=np.uint8).reshape(3, 4), "labels": [1, 2, 3], "name": "x",
-             b"raw": b"\x00\xff", "nested": ({"f": 1.5, "n": None, "t": True}, [np.float32(2.5)]),
-             "wide": np.arange(6, dtype=">i4").reshape(2, 3).T}
-    loaded = safe_pickle.loads(pickle.dumps(value, protocol=protocol))
-    reference = pickle.loads(pickle.dumps(value, protocol=protocol))
-    assert loaded.keys() == reference.keys()
-    for key in ("data", "wide"):
-        np.testing.assert_array_equal(loaded[key], reference[key])
-        # (numpy itself may hand back a byte-swapped array in native order; compare kind and size)
-        assert loaded[key].dtype.str[1:] == reference[key].dtype.str[1:]
-    assert loaded["labels"] == [1, 2, 3] and loaded["name"] == "x" and loaded[b"raw"] == b"\x00\xff"
-    assert loaded["nested"][0] == {"f": 1.5, "n": None, "t": True} and loaded["nested"][1][0] == 2.5
+def test_pickled_batch_with_code_is_refused_naming_the_file_and_global(tmp_path):
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "data_batch_1").write_bytes(pickle.dumps({"data": _Exploit(marker)}, protocol=2))
+    with pytest.raises(DataError, match=r"data_batch_1: not loaded \(refusing to load global posix\.system\)$"):
+        cifar.create_cifar10(tmp_path / "out", tmp_path)
+    assert not marker.exists()
+    assert_nothing_written(tmp_path, "out")
 
 
-def test_safe_pickle_reads_python2_cifar_style_pickles():
+def test_pickled_object_array_and_truncated_batch_are_one_line_errors(tmp_path):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({"data": np.array([1, "a"], dtype=object)}, protocol=2))
+    with pytest.raises(DataError, match=r"data_batch_1: not loaded \(.*object.*refused"):
+        load_pickle(str(path))
+    content = pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1]}, protocol=2)
+    path.write_bytes(content[:len(content) // 2])
+    with pytest.raises(DataError) as caught:
+        load_pickle(str(path))
+    assert str(caught.value).startswith(f"{path}: not loaded (") and "\n" not in str(caught.value)
+
+
+def test_python2_cifar_batch_reads_as_with_latin1(tmp_path):
     # What Python 2's cPickle.dump(protocol=2) writes for {'data': uint8 array, 'labels': [1, 2]}.
     py2 = (b"\x80\x02}q\x01(U\x04dataq\x02cnumpy.core.multiarray\n_reconstruct\nq\x03cnumpy\nndarray\nq\x04"
            b"K\x00\x85U\x01b\x87Rq\x05(K\x01K\x02K\x03\x86cnumpy\ndtype\nq\x06U\x02u1K\x00K\x01\x87Rq\x07"
            b"(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89U\x06\x00\x01\x02\xfd\xfe\xfftb"
            b"U\x06labelsq\x08]q\t(K\x01K\x02eu.")
-    loaded = safe_pickle.loads(py2)
+    (tmp_path / "batch").write_bytes(py2)
+    loaded = load_pickle(str(tmp_path / "batch"))
     np.testing.assert_array_equal(loaded["data"], [[0, 1, 2], [253, 254, 255]])
     assert loaded["labels"] == [1, 2]
-    reference = pickle.loads(py2, encoding="latin1")
-    np.testing.assert_array_equal(reference["data"], loaded["data"])
-
-
-def test_safe_pickle_refuses_code(tmp_path):
-    path = tmp_path / "data_batch_1"
-    path.write_bytes(pickle.dumps({"data": _Exploit()}, protocol=2))
-    with pytest.raises(DataError, match=r"data_batch_1: not loaded \(refuses to load global posix\.system"):
-        safe_pickle.load_file(path)
-    object_array = pickle.dumps(np.array([1, "a"], dtype=object))
-    with pytest.raises(ValueError):
-        safe_pickle.loads(object_array)
 
 
 # --- HDF5, CelebA, LSUN -------------------------------------------------------------------------
 
 def test_create_from_hdf5_picks_the_largest_data_set_and_its_labels(tmp_path):
-    h5py = pytest.importorskip("h5py")
+    import h5py  # noqa: PLC0415 (a dependency of tensorflow and keras, so always installed)
     rng = np.random.default_rng(4)
     large = rng.integers(0, 256, (5, 3, 8, 8), dtype=np.uint8)
     with h5py.File(tmp_path / "legacy.h5", "w") as archive:
@@ -350,30 +350,107 @@ def test_create_celeba_crops_128_at_the_original_centre(tmp_path):
     assert_nothing_written(tmp_path, "out2")
 
 
-def test_create_lsun_crops_resizes_in_cursor_order(tmp_path):
-    lmdb = pytest.importorskip("lmdb", reason="create_lsun's optional lmdb package is not installed")
-    from data_tools.sources.lsun import create_lsun, decode_crop_resize
+def lsun_key(name):
+    """A key as in LSUN's LMDBs: the image's 40-hex-digit SHA-1 name, as bytes."""
+    return hashlib.sha1(name.encode()).hexdigest().encode()
 
+
+def write_lmdb(path, entries):
+    """An LMDB folder like LSUN's `<category>_lmdb`, holding {key: encoded image bytes}."""
+    import lmdb  # noqa: PLC0415 (the optional [lsun] extra; .ci/run installs it)
+
+    with lmdb.open(str(path), map_size=1 << 24) as environment, environment.begin(write=True) as txn:
+        for key, value in entries.items():
+            txn.put(key, value)
+    return path
+
+
+def encode(array, fmt, **options):
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(array).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def lanczos_chw(array, resolution):
+    return np.asarray(PIL.Image.fromarray(array).resize((resolution, resolution), PIL.Image.LANCZOS)
+                      ).transpose(2, 0, 1)
+
+
+@pytest.fixture
+def lsun_images():
+    """{key: (HWC source pixels, its central square crop)} of four LSUN-like entries."""
     rng = np.random.default_rng(6)
-    encoded = {}
-    for key, shape in ((b"b", (20, 30, 3)), (b"a", (24, 16, 3)), (b"c", (16, 16, 3))):
-        array = (rng.random(shape) * 255).astype(np.uint8)
-        import io
-        buffer = io.BytesIO()
-        PIL.Image.fromarray(array).save(buffer, "PNG")
-        encoded[key] = buffer.getvalue()
-    environment = lmdb.open(str(tmp_path / "db"), map_size=1 << 24)
-    with environment.begin(write=True) as transaction:
-        for key, value in encoded.items():
-            transaction.put(key, value)
-    environment.close()
-    create_lsun(tmp_path / "out", tmp_path / "db", resolution=8, max_images=2)
-    expected = [decode_crop_resize(encoded[key], 8) for key in (b"a", b"b")]  # cursor = key order
-    assert_pyramid_holds(tmp_path / "out", expected)
-    # Centre crop of the 24x16 image keeps rows 4..19.
-    crop = np.asarray(PIL.Image.open(__import__("io").BytesIO(encoded[b"a"])))[4:20]
-    np.testing.assert_array_equal(expected[0], np.asarray(PIL.Image.fromarray(crop).resize((8, 8), PIL.Image.LANCZOS))
-                                  .transpose(2, 0, 1))
+    shapes = {"wide": (20, 30, 3), "tall": (24, 16, 3), "square": (16, 16, 3), "photo": (18, 26, 3)}
+    pixels = {name: rng.integers(0, 256, shape, dtype=np.uint8) for name, shape in shapes.items()}
+    crops = {"wide": pixels["wide"][:, 5:25], "tall": pixels["tall"][4:20], "square": pixels["square"],
+             "photo": pixels["photo"][:, 4:22]}
+    return {lsun_key(name): (pixels[name], crops[name]) for name in shapes}
+
+
+def test_create_lsun_crops_the_centre_and_resizes_in_cursor_order(tmp_path, lsun_images):
+    from data_tools.sources.lsun import create_lsun
+
+    keys = sorted(lsun_images)  # LMDB's cursor order: the keys' byte order, not insertion order
+    assert list(lsun_images) != keys
+    jpeg_key = lsun_key("photo")
+    # Lossless WebP keeps the pixels exactly; the JPEG entry is compared with its decoded pixels.
+    entries = {key: encode(pixels, "WEBP", lossless=True) for key, (pixels, _) in lsun_images.items()}
+    entries[jpeg_key] = encode(lsun_images[jpeg_key][0], "JPEG", quality=95)
+    decoded_jpeg = np.asarray(PIL.Image.open(io.BytesIO(entries[jpeg_key])))
+    assert decoded_jpeg.shape == (18, 26, 3)
+    crops = {key: crop for key, (_, crop) in lsun_images.items()}
+    crops[jpeg_key] = decoded_jpeg[:, 4:22]
+    write_lmdb(tmp_path / "bedroom_lmdb", entries)
+
+    manifest = create_lsun(tmp_path / "out", tmp_path / "bedroom_lmdb", resolution=8)
+    pyramid = assert_pyramid_holds(tmp_path / "out", [lanczos_chw(crops[key], 8) for key in keys])
+    assert pyramid.resolution == 8 and read_level(pyramid, 8).shape == (4, 3, 8, 8)
+    assert manifest["command"] == "create_lsun" and manifest["skipped"] == [] and "note" not in manifest
+
+    create_lsun(tmp_path / "first2", tmp_path / "bedroom_lmdb", resolution=16, max_images=2)
+    assert_pyramid_holds(tmp_path / "first2", [lanczos_chw(crops[key], 16) for key in keys[:2]])
+
+
+def test_create_lsun_names_the_bad_entry_or_skips_it_with_skip_bad(tmp_path, lsun_images):
+    from data_tools.sources.lsun import create_lsun
+
+    keys = sorted(lsun_images)
+    entries = {key: encode(pixels, "WEBP", lossless=True) for key, (pixels, _) in lsun_images.items()}
+    entries[keys[1]] = b"not an image"
+    entries[keys[3]] = encode(lsun_images[keys[3]][0], "WEBP", lossless=True)[:40]  # truncated
+    write_lmdb(tmp_path / "db", entries)
+
+    message = rf"db: unreadable image in entry '{keys[1].decode()}': not an image .*; pass --skip_bad"
+    with pytest.raises(DataError, match=message):
+        create_lsun(tmp_path / "out", tmp_path / "db", resolution=8)
+    assert_nothing_written(tmp_path, "out")
+
+    manifest = create_lsun(tmp_path / "out", tmp_path / "db", resolution=8, skip_bad=True)
+    assert [item.split(":")[0] for item in manifest["skipped"]] == [f"entry '{keys[i].decode()}'" for i in (1, 3)]
+    assert manifest["note"] == "2 of 4 entries written"
+    assert_pyramid_holds(tmp_path / "out", [lanczos_chw(lsun_images[keys[i]][1], 8) for i in (0, 2)])
+
+
+def test_create_lsun_rejects_what_is_not_an_lsun_lmdb(tmp_path, lsun_images):
+    from data_tools.sources.lsun import create_lsun
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "data.mdb").write_bytes(b"\x00" * 4096)
+    write_lmdb(tmp_path / "no_entries", {})
+    write_lmdb(tmp_path / "db", {key: encode(pixels, "PNG") for key, (pixels, _) in lsun_images.items()})
+    cases = [
+        ((tmp_path / "missing",), {}, r"missing: LMDB folder not found"),
+        ((tmp_path / "empty",), {}, r"empty: not a readable LMDB database"),
+        ((tmp_path / "junk",), {}, r"junk: not a readable LMDB database \(.*MDB_INVALID"),
+        ((tmp_path / "no_entries",), {}, r"no images were added"),
+        ((tmp_path / "db",), {"resolution": 12}, r"--resolution 12: must be a power of two"),
+        ((tmp_path / "db",), {"max_images": 0}, r"--max_images 0: must be >= 1"),
+    ]
+    for args, kwargs, message in cases:
+        with pytest.raises(DataError, match=message):
+            create_lsun(tmp_path / "out", *args, **kwargs)
+        assert_nothing_written(tmp_path, "out")
 
 
 def test_create_lsun_without_lmdb_says_which_extra_to_install(tmp_path, monkeypatch):

@@ -9,12 +9,14 @@ import sys
 import keras
 import numpy as np
 import pytest
+import scipy.ndimage
 import tensorflow as tf
 from PIL import Image
 
 import exports
-from progan_tf import generate
+from progan_tf import generate, generators
 from progan_tf.networks import Generator
+from progan_tf.utils.images import image_grid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(resolution=8, num_channels=3, fmap_base=32, fmap_max=16)  # latent_size 16
@@ -69,13 +71,20 @@ def test_interpolation_passes_through_every_key_latent():
         generate.interpolation_latents(keys[:1], 4)
 
 
+def originals_walk(num_frames, num_walks, latent_size, smoothing_frames, seed):
+    """[PG] util_scripts.py generate_interpolation_video's latents, written as the original."""
+    latents = np.random.RandomState(seed).randn(num_frames, num_walks, latent_size)
+    latents = scipy.ndimage.gaussian_filter(latents.astype(np.float32),
+                                            [smoothing_frames, 0, 0], mode="wrap")
+    return latents / np.sqrt(np.mean(np.square(latents)))
+
+
 @pytest.mark.parametrize("length, sigma", [(40, 2.5), (5, 3.0), (12, 0.0)])
-def test_gaussian_filter_wrap_matches_scipy(length, sigma):
-    ndimage = pytest.importorskip("scipy.ndimage", reason="scipy is only a reference here")
-    values = np.random.default_rng(1).normal(size=(length, 2, 3))
-    np.testing.assert_allclose(generate.gaussian_filter_wrap(values, sigma, axis=0),
-                               ndimage.gaussian_filter(values, [sigma, 0, 0], mode="wrap"),
-                               rtol=1e-10, atol=1e-12)
+def test_walk_smoothing_wraps_like_the_original_also_for_short_walks_and_no_smoothing(length,
+                                                                                      sigma):
+    # (5, 3.0): the kernel is wider than the walk, so it wraps around more than once.
+    np.testing.assert_allclose(generate.random_walk_latents(length, 2, 3, sigma, seed=1),
+                               originals_walk(length, 2, 3, sigma, seed=1), rtol=1e-5, atol=1e-6)
 
 
 def test_random_walk_is_the_originals_smoothed_unit_rms_loop():
@@ -88,20 +97,16 @@ def test_random_walk_is_the_originals_smoothed_unit_rms_loop():
     rough_steps = np.diff(np.concatenate([rough, rough[:1]]), axis=0)
     assert np.sqrt(np.mean(steps**2)) < 0.3 * np.sqrt(np.mean(rough_steps**2))
     assert np.abs(steps[-1]).max() < 3 * np.abs(steps[:-1]).max()  # the loop closes smoothly
-    ndimage = pytest.importorskip("scipy.ndimage", reason="scipy is only a reference here")
-    original = np.random.RandomState(1000).randn(90, 2, 16).astype(np.float32)
-    original = ndimage.gaussian_filter(original, [6.0, 0, 0], mode="wrap")
-    original /= np.sqrt(np.mean(np.square(original)))
-    np.testing.assert_allclose(walk, original, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(walk, originals_walk(90, 2, 16, 6.0, 1000), rtol=1e-5, atol=1e-6)
 
 
 def test_image_grid_is_row_major_with_black_empty_cells():
     images = np.arange(1, 6, dtype=np.uint8)[:, None, None, None] * np.ones((5, 2, 3, 1), np.uint8)
-    grid = generate.image_grid(images, columns=3, rows=2)
+    grid = image_grid(images, (3, 2))  # (columns, rows), as --grid 3x2
     assert grid.shape == (4, 9, 1)
     np.testing.assert_array_equal(grid[::2, ::3, 0], [[1, 2, 3], [4, 5, 0]])
-    with pytest.raises(generate.GenerateError, match="holds 6 images"):
-        generate.image_grid(np.zeros((7, 2, 2, 1), np.uint8), 3, 2)
+    with pytest.raises(ValueError, match="7 images do not fit a 3x2 grid"):
+        image_grid(np.zeros((7, 2, 2, 1), np.uint8), (3, 2))
 
 
 def test_truncation_psi_is_fed_when_the_signature_has_it():
@@ -113,9 +118,9 @@ def test_truncation_psi_is_fed_when_the_signature_has_it():
 
     specs = {"seeds": tf.TensorSpec([None], tf.int64, "seeds"),
              "truncation_psi": tf.TensorSpec([None], tf.float32, "truncation_psi")}
-    model = generate.LoadedGenerator("fake", {
+    model = generators.from_signatures({
         "serving_default": ({"latents": tf.TensorSpec([None, 4], tf.float32, "latents")}, None),
-        "generate_seeds": (specs, seeds_fn)})
+        "generate_seeds": (specs, seeds_fn)}, description="fake")
     assert model.has_truncation and model.latent_size == 4 and model.label_size == 0
     assert model.images_for_seeds([1, 2, 3], truncation_psi=0.7).shape == (3, 2, 2, 3)
     np.testing.assert_allclose(received["psi"], [0.7, 0.7, 0.7])
@@ -230,6 +235,33 @@ def test_label_selects_the_class_of_a_conditional_model(models, tmp_path):
     np.testing.assert_array_equal(read_png(tmp_path / "0" / "seed0004.png"), expected[0])
     np.testing.assert_array_equal(read_png(tmp_path / "2" / "seed0004.png"), expected[1])
     assert not np.array_equal(expected[0], expected[1])
+
+
+def test_stylegan_checkpoint_renders_like_its_export_with_and_without_truncation(tmp_path):
+    from progan_tf.networks.stylegan import StyleGenerator
+
+    keras.utils.set_random_seed(1)
+    generator = StyleGenerator(16, fmap_base=64, fmap_max=16, latent_size=16, dlatent_size=16,
+                               mapping_fmaps=16)
+    for res in (8, 16):  # the stored noise images must show: give them weight
+        noise = getattr(generator, f"block_{res}x{res}").noise1
+        noise.weight.assign(np.full(noise.weight.shape, 0.5, "float32"))
+    generator.dlatent_avg.assign(np.linspace(-1, 1, 16).astype("float32"))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "network.json").write_text(json.dumps(
+        {"architecture": "stylegan", "generator": generator.get_config()}))
+    tf.train.CheckpointManager(tf.train.Checkpoint(generator_ema=generator),
+                               str(run_dir / "checkpoints"), 1).save()
+    from_checkpoint = generate.load_checkpoint(str(run_dir))
+    from_export = generate.load_saved_model(exports.export_checkpoint(str(run_dir)))
+    assert from_checkpoint.has_styles and from_checkpoint.has_truncation
+    for psi in (None, 0.5):
+        np.testing.assert_array_equal(from_checkpoint.images_for_seeds([0, 1, 2], None, psi),
+                                      from_export.images_for_seeds([0, 1, 2], None, psi))
+    np.testing.assert_allclose(from_checkpoint.dlatents_for_seeds([3], truncation_psi=0.5),
+                               from_export.dlatents_for_seeds([3], truncation_psi=0.5),
+                               rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("case, message", [

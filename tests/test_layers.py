@@ -275,8 +275,8 @@ def test_keras_file_round_trip_gives_identical_outputs_and_configs(tmp_path):
 
 @pytest.mark.parametrize("layer", [
     layers.WeightScaledDense(7, gain=1.0, lrmul=0.01, use_bias=False),
-    layers.WeightScaledConv2D(5, kernel_size=1, gain=0.5),
-    layers.MinibatchStdev(group_size=2, num_features=2, grouping="strided"),
+    layers.WeightScaledConv2D(5, kernel_size=1, gain=0.5, seed=4),
+    layers.NoiseInjection(seed=2), layers.MinibatchStdev(group_size=2, num_features=2, grouping="strided"),
     layers.PixelNormalization(epsilon=1e-6), layers.AdaIN(epsilon=1e-5), layers.AddBias(lrmul=0.5),
     layers.Upsample2D(factor=4), layers.Downsample2D(factor=4), layers.FadeIn(),
 ])
@@ -289,25 +289,25 @@ def test_config_is_exactly_the_constructor_arguments(layer):
 
 
 def test_float16_inputs_under_mixed_precision_do_not_overflow():
-    keras.mixed_precision.set_global_policy("mixed_float16")
+    policy = "mixed_float16"  # passed to each layer: nothing here sets the global policy
     # 400^2 = 160,000 > 65,504: a float16 mean of squares would be inf, and 1e-8 rounds to 0.
     x = np.full((4, 4, 4, 8), 400.0, "float16")
     x[0, 0, 0, :] = 0.0
-    pn = np.asarray(layers.PixelNormalization()(x))
+    pn = np.asarray(layers.PixelNormalization(dtype=policy)(x))
     assert pn.dtype == np.float16 and np.all(np.isfinite(pn))
     np.testing.assert_allclose(pn[1], 1.0, rtol=1e-3)
     assert np.all(pn[0, 0, 0] == 0)
 
-    conv = layers.WeightScaledConv2D(8, 3)
+    conv = layers.WeightScaledConv2D(8, 3, dtype=policy)
     out = conv(x)
     assert out.dtype == "float16" and conv.kernel.dtype == "float32"
     assert np.all(np.isfinite(np.asarray(out)))
     reference = numpy_conv_same(x.astype("float32"), conv.kernel.numpy() * conv.runtime_scale)
     np.testing.assert_allclose(np.asarray(out, "float32"), reference, rtol=1e-2, atol=1.0)
 
-    stddev = np.asarray(layers.MinibatchStdev()(x * 100))  # variance 1.6e9 overflows float16
+    stddev = np.asarray(layers.MinibatchStdev(dtype=policy)(x * 100))  # variance 1.6e9 overflows float16
     assert np.all(np.isfinite(stddev))
-    adain = layers.AdaIN()(
+    adain = layers.AdaIN(dtype=policy)(
         [np.asarray(normal(2, 4, 4, 8) * 300, "float16"), np.ones((2, 4), "float16")])
     assert adain.dtype == "float16" and np.all(np.isfinite(np.asarray(adain)))
 
@@ -343,15 +343,47 @@ def test_blur_is_the_normalised_121_filter_with_zero_padding():
 def test_noise_injection_starts_as_identity_then_random_or_fixed():
     x = normal(2, 4, 4, 3)
     layer = layers.NoiseInjection(seed=3)
-    np.testing.assert_array_equal(layer(x), x)  # weight initialised to zero
+    np.testing.assert_array_equal(layer(x, noise="random"), x)  # weight initialised to zero
     layer.weight.assign([1.0, 0.0, 2.0])
-    first, second = np.asarray(layer(x)), np.asarray(layer(x))
-    assert not np.allclose(first, second)  # fresh noise every call
-    np.testing.assert_array_equal(first[..., 1], x[..., 1])
-    noise = first - x
-    np.testing.assert_allclose(noise[..., 2], 2 * noise[..., 0], rtol=1e-5, atol=1e-6)
-    layer.randomize.assign(0.0)
-    fixed = np.asarray(layer(x))
-    np.testing.assert_array_equal(fixed, np.asarray(layer(x)))
-    np.testing.assert_allclose(fixed[..., 0] - x[..., 0], layer.fixed_noise.numpy()[..., 0]
-                               .repeat(2, axis=0), rtol=1e-6)
+    for kwargs in ({"noise": "random"}, {"training": True}, {"noise": "random", "training": False}):
+        first, second = np.asarray(layer(x, **kwargs)), np.asarray(layer(x, **kwargs))
+        assert not np.allclose(first, second)  # fresh noise every call
+        np.testing.assert_array_equal(first[..., 1], x[..., 1])
+        noise = first - x
+        np.testing.assert_allclose(noise[..., 2], 2 * noise[..., 0], rtol=1e-5, atol=1e-6)
+    fixed_image = layer.fixed_noise.numpy()[..., 0].repeat(2, axis=0)
+    for kwargs in ({}, {"training": False}, {"noise": "const"},
+                   {"noise": "const", "training": True}):
+        fixed = np.asarray(layer(x, **kwargs))
+        np.testing.assert_array_equal(fixed, np.asarray(layer(x)))
+        np.testing.assert_allclose(fixed[..., 0] - x[..., 0], fixed_image, rtol=1e-6)
+    # The random stream and the fixed image come from different seeds.
+    assert not np.allclose(np.asarray(layer(x, noise="random"))[:1], fixed[:1])
+    assert [w.name for w in layer.weights] == ["weight", "fixed_noise"]  # no mode variable
+
+
+def test_noise_injection_rejects_an_unknown_noise_mode():
+    layer = layers.NoiseInjection()
+    with pytest.raises(ValueError, match="noise.*'fixed'"):
+        layer(normal(1, 4, 4, 2), noise="fixed")
+
+
+def test_derived_seeds_are_a_pure_function_of_seed_and_position():
+    assert layers.derive_seed(None, "block_8x8") is None
+    assert layers.derive_seed(7, "block_8x8", "conv0") == layers.derive_seed(7, "block_8x8",
+                                                                             "conv0")
+    seeds = {layers.derive_seed(seed, name) for seed in (0, 1) for name in ("conv0", "conv1")}
+    assert len(seeds) == 4 and all(0 <= seed < 2**31 for seed in seeds)
+
+
+def test_seeded_layers_draw_the_same_initial_weights():
+    def kernels(seed):
+        dense = layers.WeightScaledDense(4, seed=seed)
+        dense.build((None, 3))
+        adain = layers.AdaIN(seed=seed)
+        adain.build(((None, 2, 2, 3), (None, 5)))
+        return dense.kernel.numpy(), adain.style.kernel.numpy()
+
+    for first, second in zip(kernels(11), kernels(11)):
+        np.testing.assert_array_equal(first, second)
+    assert not np.allclose(kernels(11)[0], kernels(12)[0])

@@ -114,3 +114,54 @@ def test_split_scores_takes_column_zero_and_the_label_logits():
     scores, logits = losses.split_scores(tf.constant([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))
     np.testing.assert_array_equal(scores, [1.0, 4.0])
     np.testing.assert_array_equal(logits, [[2.0, 3.0], [5.0, 6.0]])
+
+
+# --- the table of --loss choices ---------------------------------------------------------------
+
+
+class Weights:
+    gp_lambda, gp_target, drift_weight, r1_gamma = 10.0, 1.0, 0.001, 10.0
+
+
+def linear_batch(draws):
+    """Scores real [1, 2], fake [3, -1] from a linear critic with gradient 3 in 4 entries."""
+    real = tf.ones([2, 2, 2, 1])
+
+    def interpolation():
+        draws.append(1)
+        return tf.fill([2, 1, 1, 1], 0.5)
+
+    return losses.DiscriminatorBatch(
+        critic=linear_critic(3.0), reals=real, fakes=-real, real_scores=tf.constant([1.0, 2.0]),
+        fake_scores=tf.constant([3.0, -1.0]), interpolation=interpolation)
+
+
+def test_loss_table_has_the_three_losses_with_their_generator_losses():
+    assert sorted(losses.LOSSES) == ["logistic_r1", "lsgan", "wgan_gp"]
+    fake = tf.constant([2.0])
+    np.testing.assert_allclose(losses.LOSSES["wgan_gp"].g_loss(fake), [-2.0])
+    np.testing.assert_allclose(losses.LOSSES["lsgan"].g_loss(fake), [4.0])
+    np.testing.assert_allclose(losses.LOSSES["logistic_r1"].g_loss(fake),
+                               [math.log1p(math.exp(-2.0))], rtol=1e-6)
+
+
+def test_wgan_gp_entry_adds_the_gradient_penalty_and_drift():
+    draws = []
+    loss, stats = losses.LOSSES["wgan_gp"].d_loss(linear_batch(draws), Weights)
+    assert draws == [1]  # the interpolation factors are drawn once
+    # fake - real + 10 * (6 - 1)^2 + 0.001 * real^2
+    np.testing.assert_allclose(loss, [2.0 + 250.0 + 0.001, -3.0 + 250.0 + 0.004], rtol=1e-5)
+    assert sorted(stats) == ["Loss/drift", "Loss/gradient_penalty"]
+    np.testing.assert_allclose(stats["Loss/gradient_penalty"], [25.0, 25.0], rtol=1e-5)
+    np.testing.assert_allclose(stats["Loss/drift"], [1.0, 4.0])
+
+
+def test_logistic_r1_entry_adds_r1_and_lsgan_adds_no_penalty():
+    draws = []
+    loss, stats = losses.LOSSES["logistic_r1"].d_loss(linear_batch(draws), Weights)
+    softplus = np.log1p(np.exp([3.0, -1.0])) + np.log1p(np.exp([-1.0, -2.0]))
+    np.testing.assert_allclose(loss, softplus + 5.0 * 36.0, rtol=1e-5)
+    assert sorted(stats) == ["Loss/r1_penalty"] and draws == []
+    loss, stats = losses.LOSSES["lsgan"].d_loss(linear_batch(draws), Weights)
+    np.testing.assert_allclose(loss, [1.0 + 0.1 * 4.0, 4.0 + 0.1 * 4.0], rtol=1e-6)
+    assert stats == {} and draws == []

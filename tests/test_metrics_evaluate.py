@@ -1,7 +1,9 @@
-"""Metric runs end to end (progan_tf/metrics/evaluate.py, sources.py, __main__.py): a tiny
-dataset pyramid, a stand-in SavedModel with the export signature, the command line, and the
-records it writes (metrics.jsonl, TensorBoard Metrics/<name>)."""
+"""Metric runs end to end (progan_tf/metrics/evaluate.py, base.py, sources.py, __main__.py and
+the generator adapter progan_tf/generators.py): a tiny dataset pyramid, a stand-in SavedModel with
+the export signature, the registry, the command line, and the records it writes (metrics.jsonl,
+TensorBoard Metrics/<name>)."""
 
+import io
 import json
 import os
 import subprocess
@@ -13,7 +15,9 @@ import pytest
 import tensorflow as tf
 
 from data_tools.pyramid import PyramidWriter
-from progan_tf.metrics import evaluate, sources
+from progan_tf import generators
+from progan_tf.metrics import base, evaluate, sources
+from progan_tf.utils.images import to_uint8
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LATENT_SIZE = 8
@@ -86,7 +90,7 @@ def replaying_generator(images, latent_size=LATENT_SIZE):
         position[0] += len(latents)
         return images[np.arange(start, start + len(latents)) % len(images)]
 
-    return sources.GeneratorFns(latent_size=latent_size, images_float=None, images=images_fn)
+    return generators.GeneratorFns(latent_size=latent_size, images_float=None, images=images_fn)
 
 
 def test_real_images_come_in_record_order_and_wrap_around(data_dir):
@@ -113,18 +117,18 @@ def test_bad_data_dir_names_the_directory(tmp_path):
 
 
 def test_saved_model_generator_follows_the_export_contract(saved_model):
-    generator = sources.generator_from_saved_model(os.path.dirname(saved_model))  # picks 1/
+    generator = generators.from_saved_model(os.path.dirname(saved_model))  # picks 1/
     assert generator.latent_size == LATENT_SIZE and generator.label_size == 0
     assert generator.mapping is None and generator.synthesis is None
     latents = np.random.default_rng(0).normal(size=(3, LATENT_SIZE)).astype(np.float32)
     images = generator.images(latents)
     assert images.shape == (3, SIZE, SIZE, 3) and images.dtype == np.uint8
-    np.testing.assert_array_equal(images, sources.to_uint8(generator.images_float(latents)))
+    np.testing.assert_array_equal(images, to_uint8(generator.images_float(latents)))
 
 
 def test_not_a_saved_model_is_reported(tmp_path):
-    with pytest.raises(sources.SourceError, match="not a SavedModel"):
-        sources.generator_from_saved_model(str(tmp_path))
+    with pytest.raises(generators.GeneratorError, match="not a SavedModel"):
+        generators.from_saved_model(str(tmp_path))
 
 
 def test_metrics_of_a_generator_that_replays_the_reals(data_dir):
@@ -151,15 +155,14 @@ def test_swd_noise_floor_compares_two_different_windows_of_reals(data_dir):
 
 
 def test_ppl_z_runs_on_any_generator_and_w_needs_mapping(saved_model, tmp_path):
-    generator = sources.generator_from_saved_model(saved_model)
+    generator = generators.from_saved_model(saved_model)
     mse = lambda a, b: np.mean(np.square(a - b), axis=(1, 2, 3))
     results = evaluate.compute_metrics(["ppl_zend"], generator=generator, num=6, batch_size=4,
                                        ppl_crop=False, distance_fn=mse, progress_stream=None)
     assert results["ppl_zend"].value > 0
     with pytest.raises(evaluate.MetricsError, match="StyleGAN"):
         evaluate.compute_metrics(["ppl_wfull"], generator=generator, num=4, distance_fn=mse)
-    styled = sources.generator_from_saved_model(export_stand_in(tmp_path / "styled",
-                                                                with_styles=True))
+    styled = generators.from_saved_model(export_stand_in(tmp_path / "styled", with_styles=True))
     results = evaluate.compute_metrics(["ppl_wfull"], generator=styled, num=6, batch_size=4,
                                        ppl_crop=False, distance_fn=mse, progress_stream=None)
     assert results["ppl_wfull"].value > 0
@@ -225,8 +228,7 @@ def test_command_line_errors_are_one_line(data_dir):
     assert done.returncode == 1
     assert "Traceback" not in done.stderr  # TensorFlow's own start-up lines may precede ours
     assert done.stderr.strip().splitlines()[-1] == (
-        "error: /nonexistent/model: not a SavedModel (no saved_model.pb, nor numbered version "
-        "directories holding one)")
+        "error: --saved_model: /nonexistent/model does not exist")
 
 
 PROGAN_TINY = dict(resolution=16, num_channels=3, fmap_base=32, fmap_max=16)  # latent_size 16
@@ -242,21 +244,30 @@ def test_in_memory_progan_generator_gives_its_models_images():
     latents = np.random.default_rng(0).normal(size=(3, 16)).astype(np.float32)
     expected = network.model_for(16)(latents).numpy()
     np.testing.assert_allclose(generator.images_float(latents), expected, atol=1e-6)
-    np.testing.assert_array_equal(generator.images(latents), sources.to_uint8(expected))
+    np.testing.assert_array_equal(generator.images(latents), to_uint8(expected))
     assert generator.mapping is None and generator.synthesis is None
 
 
-def test_stylegan_synthesis_uses_fixed_noise_for_ppl_and_restores_the_noise_mode():
+def test_stylegan_fakes_draw_fresh_noise_and_ppl_synthesis_renders_the_stored_noise():
     from progan_tf.networks.stylegan import StyleGenerator
 
     network = StyleGenerator(**STYLEGAN_TINY)
-    network.set_noise_mode("random")
+    for res in (8, 16):  # give the noise inputs some weight so the noise shows in the images
+        noise = getattr(network, f"block_{res}x{res}").noise0
+        noise.weight.assign(np.full(noise.weight.shape, 0.5, "float32"))
     generator = sources.generator_from_network(network)
     latents = np.random.default_rng(1).normal(size=(2, 16)).astype(np.float32)
     dlatents = generator.mapping(latents)
     assert dlatents.shape == (2, network.num_layers, 16)
+    # PPL: both ends of a pair see the same noise, so the same w renders the same image.
     np.testing.assert_array_equal(generator.synthesis(dlatents), generator.synthesis(dlatents))
-    assert all(float(layer.randomize.numpy()) == 1.0 for layer in network.noise_layers())
+    np.testing.assert_allclose(generator.synthesis(dlatents),
+                               network.synthesis_model_for(16, noise="const")(dlatents),
+                               rtol=1e-5, atol=1e-5)
+    # FID (StyleGAN's protocol): every fake gets fresh noise.
+    assert not np.allclose(generator.images_float(latents), generator.images_float(latents))
+    # The network itself is left as it was: its inference rendering stays deterministic.
+    np.testing.assert_array_equal(network.model_for(16)(latents), network.model_for(16)(latents))
 
 
 def test_run_directory_generator_is_restored_from_the_checkpoint(tmp_path):
@@ -277,20 +288,32 @@ def test_run_directory_generator_is_restored_from_the_checkpoint(tmp_path):
     latents = np.random.default_rng(2).normal(size=(2, 16)).astype(np.float32)
     np.testing.assert_allclose(generator.images_float(latents),
                                trained.model_for(16)(latents).numpy(), atol=1e-6)
-    with pytest.raises(sources.SourceError, match="network.json"):
+    with pytest.raises(generators.GeneratorError, match="network.json"):
         sources.generator_from_run_dir(str(tmp_path))
 
 
-def test_progress_lines_show_counts_percent_and_rate_and_end_once():
-    import io
-
-    from progan_tf.metrics.progress import Progress
-
-    stream = io.StringIO()
-    progress = Progress(10, "fakes", stream=stream, min_interval=0)
-    for _ in range(5):
-        progress.update(2)
-    progress.close()
+def test_progress_lines_show_counts_percent_and_rate_and_end_once(data_dir):
+    stream = io.StringIO()  # not a terminal: one plain line per 10 s, and the final one
+    evaluate.compute_metrics(["ms_ssim_reals"], reals=sources.RealImages(data_dir), num=10,
+                             batch_size=2, progress_stream=stream)
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 5 and lines[-1].startswith("fakes")
-    assert "10/10" in lines[-1] and "100.0%" in lines[-1] and "img/s" in lines[-1]
+    assert len(lines) == 1 and lines[0].startswith("reals")
+    assert "10 / 10" in lines[0] and "100.0%" in lines[0] and "img/s" in lines[0]
+
+
+def test_a_registered_metric_gets_its_windows_of_the_shared_passes(data_dir, monkeypatch):
+    seen = {"reals": [], "fakes": []}
+
+    def plan(request):
+        return base.Plan(reals=[base.Window(2, request.num, seen["reals"].append)],
+                         fakes=[base.Window(0, request.num, seen["fakes"].append)],
+                         finish=lambda: {"count": len(seen["reals"])})
+
+    monkeypatch.setitem(evaluate.METRICS, "count", base.Metric(
+        "count", 4, "test metric", plan, needs_reals=True, needs_generator=True))
+    results = evaluate.compute_metrics("count", reals=sources.RealImages(data_dir),
+                                       generator=replaying_generator(reals_array()[::-1]),
+                                       batch_size=3, progress_stream=None, num=None)
+    np.testing.assert_array_equal(np.concatenate(seen["reals"]), reals_array()[2:6])
+    np.testing.assert_array_equal(np.concatenate(seen["fakes"]), reals_array()[::-1][:4])
+    assert results["count"].num == 4 and results["count"].value == len(seen["reals"])

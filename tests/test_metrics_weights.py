@@ -48,6 +48,36 @@ def test_restricted_unpickler_refuses_object_arrays():
         weights.restricted_load(payload)
 
 
+def _torchscript_pickle(size, stride):
+    """Opcodes as torch.save writes them: a `__torch__.Net` object whose `weight` is
+    `_rebuild_tensor_v2(<persistent FloatStorage "0" of 6 floats>, 0, size, stride, False,
+    OrderedDict())`."""
+    def pair(values):
+        return b"K" + bytes([values[0]]) + b"K" + bytes([values[1]]) + b"\x86"
+
+    tensor = (b"ctorch._utils\n_rebuild_tensor_v2\n("
+              b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000"
+              b"X\x03\x00\x00\x00cpuK\x06tQ"
+              b"K\x00" + pair(size) + pair(stride) + b"\x89ccollections\nOrderedDict\n)RtR")
+    return b"\x80\x02c__torch__\nNet\n)\x81}X\x06\x00\x00\x00weight" + tensor + b"sb."
+
+
+def test_torchscript_records_and_tensors_over_persistent_storages():
+    storage = np.arange(6, dtype="<f4").tobytes()
+    loaded = weights.restricted_load(_torchscript_pickle((2, 3), (3, 1)),
+                                     storage_reader={"0": storage}.__getitem__)
+    assert loaded["__type__"] == "__torch__.Net"
+    np.testing.assert_array_equal(loaded["weight"], [[0, 1, 2], [3, 4, 5]])
+    transposed = weights.restricted_load(_torchscript_pickle((3, 2), (1, 3)),
+                                         storage_reader={"0": storage}.__getitem__)
+    np.testing.assert_array_equal(transposed["weight"], [[0, 3], [1, 4], [2, 5]])
+    with pytest.raises(pickle.UnpicklingError, match="persistent id"):
+        weights.restricted_load(_torchscript_pickle((2, 3), (3, 1)))  # no storage reader
+    with pytest.raises(pickle.UnpicklingError, match="4 elements, expected 6"):
+        weights.restricted_load(_torchscript_pickle((2, 3), (3, 1)),
+                                storage_reader=lambda key: storage[:16])
+
+
 def test_npz_is_byte_reproducible_and_keeps_scalars_scalar(tmp_path):
     arrays = {"b": np.arange(4, dtype=np.float32), "a": np.array(2, np.int32),
               "c": np.array([3, 1], np.int32)}

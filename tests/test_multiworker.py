@@ -17,11 +17,13 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tests import multiworker_common as common
-from tests.test_trainer import write_pyramid
+from progan_tf.training.state import read_state
+from tests import training_common as common
+from tests.training_common import write_pyramid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HARD_LIMIT_SEC = 150  # per worker process
+STOP_TIMEOUT_SEC = 120  # for the chief to stop after its peer is killed: 12x --worker_timeout_sec
 
 
 def free_ports(count):
@@ -110,16 +112,14 @@ def test_killed_worker_stops_the_other_and_both_resume_from_the_chiefs_checkpoin
         time.sleep(0.2)
     assert checkpoint_state.exists(), finish(procs)[0][1][-3000:]
     kill_group(procs[1])  # the worker dies mid-training
-    killed_at = time.time()
-    (_, chief_err), _ = finish(procs)
-    stop_sec = time.time() - killed_at
+    # The chief must stop by itself (--worker_timeout_sec=10): if it hangs, finish's generous
+    # timeout fails the test (and `timeout` would end the chief with exit code 124, not 1).
+    (_, chief_err), _ = finish(procs, timeout=STOP_TIMEOUT_SEC)
     assert procs[0].returncode == 1, chief_err[-3000:]
     assert "lost a peer worker" in chief_err and "--resume=auto" in chief_err, chief_err[-3000:]
     assert "Traceback" not in chief_err
-    assert stop_sec < 60, stop_sec
     assert not results[1].exists() or files_under(results[1]) == []
-    reader = tf.train.load_checkpoint(str(checkpoint_state.parent))
-    saved_kimg = reader.get_tensor("state/nimg/.ATTRIBUTES/VARIABLE_VALUE") / 1000
+    saved_kimg = read_state(str(checkpoint_state.parent))["nimg"] / 1000
 
     procs = start_workers(lambda i: cli_args(data_dir, results[i],
                                              f"--total_kimg={saved_kimg + 0.032:.3f}"))
@@ -131,7 +131,5 @@ def test_killed_worker_stops_the_other_and_both_resume_from_the_chiefs_checkpoin
     log = (run_dir / "log.txt").read_text()
     assert f"at kimg {saved_kimg:.1f}" in log and "Training done" in log
     assert (run_dir / "_training-done.txt").exists()
-    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints"))
-    nimg = reader.get_tensor("state/nimg/.ATTRIBUTES/VARIABLE_VALUE")
-    assert nimg == round((saved_kimg + 0.032) * 1000)
+    assert read_state(str(run_dir / "checkpoints"))["nimg"] == round((saved_kimg + 0.032) * 1000)
     assert not results[1].exists() or files_under(results[1]) == []

@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from progan_tf import layers
-from progan_tf.networks import (Discriminator, Generator, log2_resolution, nf,
-                                parameters_up_to)
+from progan_tf.networks import (Discriminator, Generator, StyleGenerator, log2_resolution, nf,
+                                parameters_up_to, stylegan_discriminator)
 
 TINY = dict(fmap_base=64, fmap_max=16)  # 16 maps up to 4x4 .. 8 at 32x32
 
@@ -241,3 +241,57 @@ def test_summary_command_prints_layers_and_totals():
     bad = subprocess.run([sys.executable, "-m", "progan_tf.networks", "--resolution", "30"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "--resolution must be a power of two" in bad.stderr
+
+
+def all_weights_equal(first, second):
+    return all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(first.weights, second.weights))
+
+
+@pytest.mark.parametrize("build", [
+    lambda **kw: Generator(16, label_size=2, **TINY, **kw),
+    lambda **kw: Discriminator(16, label_size=2, **TINY, **kw),
+    lambda **kw: StyleGenerator(16, label_size=2, latent_size=8, dlatent_size=8,
+                                mapping_fmaps=8, mapping_layers=2, **TINY, **kw),
+    lambda **kw: stylegan_discriminator(16, **TINY, **kw),
+], ids=["generator", "discriminator", "style_generator", "stylegan_discriminator"])
+def test_seeded_networks_have_initial_weights_that_are_a_function_of_the_seed(build):
+    keras.utils.set_random_seed(1)
+    first = build(seed=5)
+    keras.utils.set_random_seed(2)  # the global random state plays no part
+    second, other = build(seed=5), build(seed=6)
+    assert all_weights_equal(first, second)
+    random = [w for w in first.weights if float(np.std(w.numpy())) > 0]
+    assert len(random) > len(first.resolutions)  # kernels, fixed noise, label embedding
+    for mine, theirs in zip(first.weights, other.weights):
+        if float(np.std(mine.numpy())) > 0:  # every random weight differs with another seed
+            assert not np.allclose(mine.numpy(), theirs.numpy()), mine.path
+    kernels = [w.numpy().ravel()[:8] for w in random]  # and no two weights share a stream
+    assert len({k.tobytes() for k in kernels}) == len(kernels)
+    assert "seed" not in first.get_config()
+
+
+@pytest.mark.parametrize("network_class", [Generator, Discriminator, StyleGenerator])
+def test_dtype_reaches_every_layer_and_is_not_stored(network_class):
+    kwargs = dict(TINY, latent_size=8, dlatent_size=8, mapping_fmaps=8, mapping_layers=2) \
+        if network_class is StyleGenerator else TINY
+    network = network_class(16, dtype="mixed_float16", **kwargs)
+    sublayers = network._flatten_layers(include_self=False)
+    assert len(sublayers) > 10
+    assert {layer.dtype_policy.name for layer in sublayers} == {"mixed_float16"}
+    model = network.model_for(16)
+    assert {layer.dtype_policy.name for layer in model.layers
+            if not isinstance(layer, keras.layers.InputLayer)} == {"mixed_float16"}
+    assert "dtype" not in network.get_config()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        rebuilt = network_class.from_config(network.get_config())
+        stored_by_older_versions = network_class.from_config(
+            {**network.get_config(), "dtype": "mixed_float16"})
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for float32 in (rebuilt, stored_by_older_versions):
+        assert {layer.dtype_policy.name for layer in float32._flatten_layers()} == {"float32"}
+        inputs = normal(2, 16, 16, 3) if network_class is Discriminator else normal(2, 8 if (
+            network_class is StyleGenerator) else float32.latent_size)
+        assert float32.model_for(16)(inputs).dtype == "float32"
+    assert model(inputs).dtype == "float16"

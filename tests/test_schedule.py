@@ -111,6 +111,16 @@ def test_parse_resolution_dict_round_trips():
     assert schedule.parse_resolution_dict("") == {}
     assert schedule.parse_resolution_dict(" 1024 : 0.0015 ", "--lrate_dict", float) == {
         1024: 0.0015}
+    # Whole floats are written as integers, so a parsed float table prints as it was given.
+    floats = schedule.parse_resolution_dict("4:160,8:2.5", "--tick_kimg_dict", float)
+    assert schedule.format_resolution_dict(floats) == "4:160,8:2.5"
+
+
+def test_schedule_class_by_name():
+    assert schedule.schedule_class("progan") is schedule.Schedule
+    assert schedule.schedule_class("rosinality") is schedule.RosinalitySchedule
+    with pytest.raises(ValueError, match=r"^--schedule: must be one of progan, rosinality"):
+        schedule.schedule_class("linear")
 
 
 @pytest.mark.parametrize("text, message", [

@@ -1,5 +1,8 @@
-"""Tests for progan_tf.stylegan: NVIDIA's parameter counts, noise, truncation, style mixing,
-fade-in continuity and serialization of the style-based generator."""
+"""Tests for progan_tf.networks.stylegan: NVIDIA's parameter counts, noise modes, truncation,
+style mixing, fade-in continuity, serialization and restoring older checkpoints."""
+
+import json
+import pathlib
 
 import keras
 import numpy as np
@@ -9,6 +12,7 @@ import tensorflow as tf
 from progan_tf.networks import stylegan
 from progan_tf.networks import count_params as _count, parameters_up_to
 
+FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "networks"
 TINY = dict(fmap_base=64, fmap_max=16, latent_size=16, dlatent_size=16, mapping_fmaps=16)
 
 
@@ -49,16 +53,37 @@ def test_mapping_uses_lrmul_on_weights_and_biases_and_broadcasts(tiny):
 
 def test_zero_initialised_noise_weights_leave_the_output_unchanged(tiny):
     z = normal(2, 16)
-    tiny.set_noise_mode("random")
-    np.testing.assert_array_equal(tiny.model_for(32)(z), tiny.model_for(32)(z))
+    np.testing.assert_array_equal(tiny.model_for(32, noise="random")(z),
+                                  tiny.model_for(32, noise="const")(z))
     with_noise = stylegan.StyleGenerator.from_config(tiny.get_config())
     for target, source in zip(with_noise.weights, tiny.weights):
         target.assign(source)
     with_noise.block_8x8.noise1.weight.assign(np.ones(16, "float32"))
-    first, second = with_noise.model_for(32)(z), with_noise.model_for(32)(z)
-    assert not np.allclose(first, second)
-    with_noise.set_noise_mode("const")
-    np.testing.assert_array_equal(with_noise.model_for(32)(z), with_noise.model_for(32)(z))
+    # Fresh noise on every call: asked for, or by default when training.
+    for model, kwargs in ((with_noise.model_for(32, noise="random"), {}),
+                          (with_noise.model_for(32), {"training": True}),
+                          (with_noise.synthesis_model_for(32), {"training": True})):
+        inputs = z if model.name.endswith("32x32") and "synthesis" not in model.name else (
+            with_noise.mapping_model()(z))
+        assert not np.allclose(model(inputs, **kwargs), model(inputs, **kwargs))
+    # Each layer's fixed noise image: asked for, or by default when not training.
+    const = np.asarray(with_noise.model_for(32, noise="const")(z, training=True))
+    for images in (with_noise.model_for(32, noise="const")(z), with_noise.model_for(32)(z),
+                   with_noise.model_for(32)(z, training=False), with_noise(z),
+                   with_noise.synthesis_model_for(32)(with_noise.mapping_model()(z))):
+        np.testing.assert_array_equal(images, const)
+
+
+def test_models_are_cached_per_resolution_and_noise_mode(tiny):
+    assert tiny.model_for(16) is tiny.model_for(16, noise=None)
+    assert tiny.model_for(16, "random") is tiny.model_for(16, noise="random")
+    assert len({id(tiny.model_for(16, noise)) for noise in (None, "random", "const")}) == 3
+    assert tiny.synthesis_model_for(16, "const") is tiny.synthesis_model_for(16, "const")
+    assert tiny.synthesis_model_for(16, "const") is not tiny.synthesis_model_for(16)
+    with pytest.raises(ValueError, match="noise must be one of"):
+        tiny.model_for(16, noise="fixed")
+    with pytest.raises(ValueError, match="resolution must be one of"):
+        tiny.synthesis_model_for(64)
 
 
 def test_truncation_psi_zero_gives_the_average_and_one_is_identity(tiny):
@@ -115,20 +140,17 @@ def test_synthesis_fade_in_is_continuous(tiny):
     tiny.set_alpha(1.0)
 
 
-def test_changing_alpha_and_noise_mode_does_not_retrace(tiny):
+def test_changing_alpha_does_not_retrace(tiny):
     model = tiny.model_for(16)
 
     @tf.function
     def run(z):
-        return model(z)
+        return model(z, training=True)
 
     z = normal(2, 16)
     for alpha in (0.0, 0.5, 1.0):
         tiny.set_alpha(alpha)
         run(z)
-    tiny.set_noise_mode("const")
-    run(z)
-    tiny.set_noise_mode("random")
     assert run.experimental_get_tracing_count() == 1
 
 
@@ -140,21 +162,17 @@ def test_checkpoint_and_config_round_trip(tiny, tmp_path):
     assert "generator/dlatent_avg/.ATTRIBUTES/VARIABLE_VALUE" in saved
     clone = stylegan.StyleGenerator.from_config(tiny.get_config())
     tf.train.Checkpoint(generator=clone).read(path).assert_consumed()
-    tiny.set_noise_mode("const")
-    clone.set_noise_mode("const")
     z = normal(2, 16)
-    np.testing.assert_array_equal(clone.model_for(32)(z), tiny.model_for(32)(z))
-    tiny.set_noise_mode("random")
+    np.testing.assert_array_equal(clone.model_for(32, noise="const")(z),
+                                  tiny.model_for(32, noise="const")(z))
 
 
 def test_keras_file_round_trip_of_the_synthesis_model(tiny, tmp_path):
-    tiny.set_noise_mode("const")
-    model = tiny.model_for(16)
+    model = tiny.model_for(16, noise="const")
     model.save(tmp_path / "g.keras")
     revived = keras.models.load_model(tmp_path / "g.keras")
     z = normal(2, 16)
     np.testing.assert_allclose(revived(z), model(z), rtol=1e-6, atol=1e-6)
-    tiny.set_noise_mode("random")
 
 
 def test_conditional_mapping_embeds_labels():
@@ -216,3 +234,28 @@ def test_export_round_trip_with_mapping_synthesis_and_truncation(tmp_path):
     cell = model.images_for_dlatents(mixed[None])[0]
     np.testing.assert_array_equal(grid[3 * 16:, 2 * 16:].reshape(cell.shape), cell)
     assert not grid[:16, :16].any()  # the corner stays empty
+
+
+def test_checkpoint_with_randomize_variables_restores_and_renders_the_old_fixed_noise():
+    # Written by tests/fixtures/networks/make_stylegan_randomize_checkpoint.py with the code
+    # that stored the noise mode in a `randomize` variable per NoiseInjection layer.
+    prefix = str(FIXTURES / "stylegan_randomize_checkpoint")
+    with np.load(prefix + ".npz", allow_pickle=False) as stored:
+        old = dict(stored)
+    assert any(name.endswith("/randomize/.ATTRIBUTES/VARIABLE_VALUE")
+               for name, _ in tf.train.list_variables(prefix))
+    generator = stylegan.StyleGenerator(**json.loads(str(old["config"])), seed=1)
+    status = tf.train.Checkpoint(generator=generator).read(prefix).expect_partial()
+    status.assert_existing_objects_matched()  # everything but the `randomize` values is used
+    assert float(generator.fade_alpha.numpy()) == 0.5
+    latents = old["latents"]
+    dlatents = generator.mapping_model()(latents)
+    for res in (4, 8):
+        np.testing.assert_allclose(generator.model_for(res, noise="const")(latents),
+                                   old[f"images_{res}"], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(generator.model_for(res)(latents), old[f"images_{res}"],
+                                   rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(generator.synthesis_model_for(res)(dlatents),
+                                   old[f"synthesis_{res}"], rtol=1e-6, atol=1e-6)
+    # The noise weights are non-zero, so random noise renders something else.
+    assert not np.allclose(generator.model_for(8, noise="random")(latents), old["images_8"])

@@ -20,7 +20,7 @@ def parse(*args):
     flags.FLAGS.unparse_flags()
     try:
         flags.FLAGS(["progan_tf.train", *args])
-        return train.build_config(train._flag_values())
+        return train.config_from_flags()
     finally:
         flags.FLAGS.unparse_flags()
 
@@ -35,7 +35,7 @@ def test_defaults_are_the_originals_v2_preset():
     assert (cfg.gp_lambda, cfg.gp_target, cfg.drift_weight, cfg.ema_beta) == (10, 1, 0.001, 0.999)
     assert cfg.loss == "wgan_gp" and cfg.d_repeats == 1 and cfg.minibatch_repeats == 4
     assert cfg.seed == 1000 and cfg.run_desc == "x"
-    assert cfg.schedule(1024).at(0.0).tick_kimg == 160
+    assert cfg.build_schedule(1024).at(0.0).tick_kimg == 160
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "*.flags"))))
@@ -43,7 +43,7 @@ def test_every_flag_file_parses_into_a_valid_config(path):
     cfg = parse(f"--flagfile={path}")
     assert cfg.resolution in (32, 256, 1024)
     assert cfg.data_dir.startswith("datasets/")
-    cfg.schedule(cfg.resolution).check_minibatches()
+    cfg.build_schedule(cfg.resolution).check_minibatches()
 
 
 def test_paper_flag_files_hold_the_papers_settings():
@@ -57,7 +57,7 @@ def test_paper_flag_files_hold_the_papers_settings():
             cifar.gp_target) == (400, 4096, 128, 128, 750)
     quickstart = parse(f"--flagfile={REPO}/configs/quickstart.flags")
     assert quickstart.data_dir == "datasets/fashion-mnist-32"
-    assert quickstart.schedule(32).at(quickstart.total_kimg).resolution == 32
+    assert quickstart.build_schedule(32).at(quickstart.total_kimg).resolution == 32
 
 
 def test_later_flags_override_the_flag_file():

@@ -9,8 +9,9 @@ import time
 import numpy as np
 
 from data_tools.errors import DataError
-from data_tools.progress import Progress
 from data_tools.pyramid import PyramidWriter
+from progan_tf.utils import safe_pickle
+from progan_tf.utils.progress import Progress
 
 _BATCH_BYTES = 4 << 20  # float32 working set of one batch; small batches stay in cache
 
@@ -74,6 +75,19 @@ def require_file(path, what):
     if not os.path.isfile(path):
         raise DataError(f"{path}: {what} not found")
     return path
+
+
+def load_pickle(path):
+    """The plain data (containers, NumPy arrays of plain dtypes) pickled in `path`, read by
+    progan_tf.utils.safe_pickle, which never runs pickled code; DataError naming the file
+    when it cannot be read or is refused."""
+    try:
+        with open(path, "rb") as file:
+            return safe_pickle.load(file, safe_pickle.NUMPY_GLOBALS)
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error.strerror})") from None
+    except safe_pickle.UnpicklingError as error:
+        raise DataError(f"{path}: not loaded ({error})") from None
 
 
 def require_dir(path, what):

@@ -2,17 +2,16 @@
 
 The folder may be the release folder itself (`cifar-10-batches-bin`, `cifar-10-batches-py`,
 `cifar-100-binary`, `cifar-100-python`) or the folder that contains it. Python pickles are read by
-`data_tools.safe_pickle`, which never executes pickled code. Records in RandomState(123) order.
+`progan_tf.utils.safe_pickle`, which never executes pickled code. Records in RandomState(123) order.
 """
 
 import os
 
 import numpy as np
 
-from data_tools import safe_pickle
 from data_tools.errors import DataError
 from data_tools.pyramid import one_hot, original_order
-from data_tools.sources import require_dir, write_pyramid
+from data_tools.sources import load_pickle, require_dir, write_pyramid
 
 _CIFAR10_DIRS = ("cifar-10-batches-py", "cifar-10-batches-bin")
 _CIFAR100_DIRS = ("cifar-100-python", "cifar-100-binary")
@@ -43,7 +42,7 @@ def _read_binary(path, label_bytes):
 
 
 def _pickle_dict(path):
-    value = safe_pickle.load_file(path)
+    value = load_pickle(path)
     if not isinstance(value, dict):
         raise DataError(f"{path}: expected a pickled dict, found {type(value).__name__}")
     return {key.decode("latin1") if isinstance(key, bytes) else key: item for key, item in value.items()}

@@ -12,9 +12,10 @@ import os
 import numpy as np
 
 from data_tools.errors import DataError
-from data_tools.progress import Progress
-from data_tools.pyramid import is_power_of_two, original_order
+from data_tools.pyramid import original_order
 from data_tools.sources import ordered_map, require_dir, write_pyramid
+from progan_tf.utils.progress import Progress
+from progan_tf.utils.resolution import is_resolution
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 _GRAY_MODES = {"1", "L", "LA", "La", "I;16", "I;16L", "I;16B", "I;16N"}
@@ -114,7 +115,7 @@ def create_from_images(tfrecord_dir, image_dir, *, shuffle=True, resize=None, ce
     if not names:
         raise DataError(f"{image_dir}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)} "
                         "files in the folder tree)")
-    if resize is not None and (not is_power_of_two(resize) or resize < 4):
+    if resize is not None and not is_resolution(resize):
         raise DataError(f"--resize {resize}: must be a power of two >= 4")
     paths = [os.path.join(image_dir, name) for name in names]
 
@@ -148,7 +149,7 @@ def create_from_images(tfrecord_dir, image_dir, *, shuffle=True, resize=None, ce
                 raise DataError(f"{path}: image is {side}x{side} but {first} is {resolution}x{resolution}; "
                                 "pass --resize R to bring all images to one size")
     resolution = resize or resolution
-    if not is_power_of_two(resolution) or resolution < 4:
+    if not is_resolution(resolution):
         raise DataError(f"{infos[0][1]}: images are {resolution}x{resolution}, not a power of two >= 4; "
                         f"pass --resize {max(4, 1 << (resolution - 1).bit_length())}")
     channels = 1 if all(mode in _GRAY_MODES for *_, mode in infos) else 3

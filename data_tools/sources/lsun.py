@@ -12,9 +12,9 @@ import os
 import numpy as np
 
 from data_tools.errors import DataError
-from data_tools.progress import format_count
-from data_tools.pyramid import is_power_of_two
 from data_tools.sources import ordered_map, require_dir, write_pyramid
+from progan_tf.utils.progress import format_count
+from progan_tf.utils.resolution import is_resolution
 
 LMDB_HINT = 'create_lsun needs the optional "lmdb" package: pip install "progan-tf[lsun]" (or pip install lmdb)'
 
@@ -31,7 +31,11 @@ def decode_crop_resize(value, resolution):
     """uint8 [3, R, R] from encoded image bytes: central square crop, then Lanczos resize."""
     import PIL.Image  # noqa: PLC0415
 
-    with PIL.Image.open(io.BytesIO(value)) as image:
+    try:
+        image = PIL.Image.open(io.BytesIO(value))
+    except PIL.UnidentifiedImageError:  # its message names a BytesIO object, not the entry
+        raise ValueError(f"not an image format PIL reads ({len(value)} bytes)") from None
+    with image:
         pixels = np.asarray(image.convert("RGB"))
     crop = min(pixels.shape[:2])
     height, width = pixels.shape[:2]
@@ -42,7 +46,7 @@ def decode_crop_resize(value, resolution):
 
 def create_lsun(tfrecord_dir, lmdb_dir, *, resolution=256, max_images=None, skip_bad=False, overwrite=False):
     """Pyramid of an LSUN LMDB in cursor order. Returns the manifest written (with "skipped")."""
-    if not is_power_of_two(resolution) or resolution < 4:
+    if not is_resolution(resolution):
         raise DataError(f"--resolution {resolution}: must be a power of two >= 4")
     if max_images is not None and max_images < 1:
         raise DataError(f"--max_images {max_images}: must be >= 1")
@@ -55,22 +59,22 @@ def create_lsun(tfrecord_dir, lmdb_dir, *, resolution=256, max_images=None, skip
     skipped = []
 
     def decode(item):
+        """(image, None), or (None, problem) for an unreadable entry under --skip_bad."""
         key, value = item
         try:
-            return decode_crop_resize(value, resolution)
+            return decode_crop_resize(value, resolution), None
         except Exception as error:  # noqa: BLE001
             problem = f"entry {key.decode('latin1')!r}: {str(error).strip() or type(error).__name__}"
             if not skip_bad:
                 raise DataError(f"{lmdb_dir}: unreadable image in {problem}; pass --skip_bad to skip such "
                                 "entries") from None
-            skipped.append(problem)
-            return None
+            return None, problem
 
     with environment, environment.begin(write=False) as transaction:
         total = transaction.stat()["entries"]
         expected = total if max_images is None else min(total, max_images)
         entries = ((bytes(key), bytes(value)) for key, value in transaction.cursor())
-        images = (image for image in ordered_map(decode, entries) if image is not None)
+        images = _kept(ordered_map(decode, entries), skipped)
         manifest = write_pyramid(
             tfrecord_dir, itertools.islice(images, expected), expected, overwrite=overwrite,
             manifest={"command": "create_lsun", "source": os.fspath(lmdb_dir), "resolution": resolution,
@@ -79,3 +83,13 @@ def create_lsun(tfrecord_dir, lmdb_dir, *, resolution=256, max_images=None, skip
     if manifest["num_images"] < expected:
         manifest["note"] = f"{format_count(manifest['num_images'])} of {format_count(expected)} entries written"
     return manifest
+
+
+def _kept(results, skipped):
+    """The images of (image, problem) results; problems go to `skipped`, in cursor order (decode
+    runs on a thread pool, so appending there would list them in completion order)."""
+    for image, problem in results:
+        if problem is None:
+            yield image
+        else:
+            skipped.append(problem)

@@ -1,14 +1,14 @@
 """`create_svhn`: the original's pickled SVHN batches `train_1.pkl` .. `train_3.pkl`, each a tuple
-(uint8 [n, 3, 32, 32] images, [n] class ids), read by `safe_pickle` -> 3x32x32 + one-hot labels."""
+(uint8 [n, 3, 32, 32] images, [n] class ids), read without running pickled code (`load_pickle`)
+-> 3x32x32 + one-hot labels."""
 
 import os
 
 import numpy as np
 
-from data_tools import safe_pickle
 from data_tools.errors import DataError
 from data_tools.pyramid import one_hot, original_order
-from data_tools.sources import require_dir, require_file, write_pyramid
+from data_tools.sources import load_pickle, require_dir, require_file, write_pyramid
 
 
 def load_svhn(svhn_dir):
@@ -16,7 +16,7 @@ def load_svhn(svhn_dir):
     images, labels = [], []
     for batch in range(1, 4):
         path = require_file(os.path.join(svhn_dir, f"train_{batch}.pkl"), "SVHN batch")
-        value = safe_pickle.load_file(path)
+        value = load_pickle(path)
         if not isinstance(value, (tuple, list)) or len(value) < 2:
             raise DataError(f"{path}: expected a pickled (images, labels) pair")
         batch_images, batch_labels = np.asarray(value[0]), np.asarray(value[1]).reshape(-1)

@@ -14,6 +14,8 @@
 
 Metrics: swd, swd_reals, ms_ssim, ms_ssim_reals, fid, ppl_zfull, ppl_zend, ppl_wfull, ppl_wend.
 FID and PPL need the offline weights once: python -m progan_tf.metrics.weights fetch.
+A StyleGAN generator from --run_dir draws fresh noise for every fake (StyleGAN's FID protocol)
+and renders the stored noise for PPL; an export (--saved_model) always renders its stored noise.
 """
 
 import os
@@ -59,46 +61,38 @@ _KIMG = flags.DEFINE_float("kimg", None, "Training progress to record (default: 
 _QUIET = flags.DEFINE_boolean("quiet", False, "No progress lines.")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from data_tools.errors import DataError
-    from progan_tf.metrics import evaluate, sources, weights
+def _generator(names, kimg):
+    """(GeneratorFns or None, kimg, run directory or None) from --saved_model / --run_dir."""
+    from exports import run_dir as run_dir_lib
+    from progan_tf import generators
+    from progan_tf.metrics import evaluate, sources
 
-    if _CACHE_DIR.value:
-        os.environ["PROGAN_TF_CACHE"] = os.path.abspath(os.path.expanduser(_CACHE_DIR.value))
-    try:
-        names = evaluate.parse_metric_names(_METRICS.value)
-        reals = None
-        if _DATA_DIR.value:
-            reals = sources.RealImages(_DATA_DIR.value, mirror=_MIRROR_REALS.value, seed=_SEED.value)
-        generator, kimg, run_dir = None, _KIMG.value, None
-        if _RUN_DIR.value:
-            from exports import run_dir as run_dir_lib
+    run_dir = None
+    if _RUN_DIR.value:
+        try:
+            run_dir = run_dir_lib.locate_checkpoint(_RUN_DIR.value).run_dir
+        except run_dir_lib.ExportError as error:
+            raise generators.GeneratorError(f"--run_dir: {error}") from None
+    if not any(evaluate.METRICS[name].needs_generator for name in names):
+        return None, kimg, run_dir
+    if _SAVED_MODEL.value:
+        try:
+            return generators.from_saved_model(_SAVED_MODEL.value), kimg, run_dir
+        except generators.GeneratorError as error:
+            raise generators.GeneratorError(f"--saved_model: {error}") from None
+    if _RUN_DIR.value:
+        generator, checkpoint_kimg = sources.generator_from_run_dir(_RUN_DIR.value,
+                                                                    raw=_RAW.value)
+        return generator, checkpoint_kimg if kimg is None else kimg, run_dir
+    return None, kimg, run_dir
 
-            try:
-                run_dir = run_dir_lib.locate_checkpoint(_RUN_DIR.value).run_dir
-            except run_dir_lib.ExportError as error:
-                raise sources.SourceError(f"--run_dir: {error}") from None
-        needs_generator = any(evaluate.METRICS[n].needs_generator for n in names)
-        if _SAVED_MODEL.value and needs_generator:
-            generator = sources.generator_from_saved_model(_SAVED_MODEL.value)
-        elif _RUN_DIR.value and needs_generator:
-            generator, checkpoint_kimg = sources.generator_from_run_dir(_RUN_DIR.value,
-                                                                        raw=_RAW.value)
-            kimg = checkpoint_kimg if kimg is None else kimg
-        results = evaluate.compute_metrics(
-            names, generator=generator, reals=reals, num=_NUM.value, batch_size=_BATCH_SIZE.value,
-            seed=_SEED.value, ppl_crop=_PPL_CROP.value,
-            fid_reals_cache=None if _FID_CACHE.value else False,
-            progress_stream=None if _QUIET.value else sys.stderr)
-    except (evaluate.MetricsError, sources.SourceError, weights.WeightsError, DataError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
 
-    for line in evaluate.format_results(results):
-        print(line)
-    results_file = _RESULTS_FILE.value or (os.path.join(run_dir, "metrics.jsonl") if run_dir
+def _record(results, generator, kimg, run_dir):
+    """Appends to the results file and writes TensorBoard scalars, printing where."""
+    from progan_tf.metrics import evaluate
+    from progan_tf.training.run_dir import METRICS_JSONL
+
+    results_file = _RESULTS_FILE.value or (os.path.join(run_dir, METRICS_JSONL) if run_dir
                                            else None)
     extra = {"generator": None if generator is None else generator.description,
              "data_dir": _DATA_DIR.value}
@@ -109,6 +103,35 @@ def main(argv):
     if log_dir:
         evaluate.write_tensorboard(log_dir, results, step=int(round(kimg or 0)))
         print(f"TensorBoard scalars Metrics/<name> in {log_dir}")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from data_tools.errors import DataError
+    from progan_tf.generators import GeneratorError
+    from progan_tf.metrics import evaluate, sources, weights
+
+    if _CACHE_DIR.value:
+        os.environ["PROGAN_TF_CACHE"] = os.path.abspath(os.path.expanduser(_CACHE_DIR.value))
+    try:
+        names = evaluate.parse_metric_names(_METRICS.value)
+        reals = None
+        if _DATA_DIR.value:
+            reals = sources.RealImages(_DATA_DIR.value, mirror=_MIRROR_REALS.value, seed=_SEED.value)
+        generator, kimg, run_dir = _generator(names, _KIMG.value)
+        results = evaluate.compute_metrics(
+            names, generator=generator, reals=reals, num=_NUM.value, batch_size=_BATCH_SIZE.value,
+            seed=_SEED.value, ppl_crop=_PPL_CROP.value,
+            fid_reals_cache=None if _FID_CACHE.value else False,
+            progress_stream=None if _QUIET.value else sys.stderr)
+    except (evaluate.MetricsError, sources.SourceError, GeneratorError, weights.WeightsError,
+            DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for line in evaluate.format_results(results):
+        print(line)
+    _record(results, generator, kimg, run_dir)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Runs several metrics in shared passes over reals and fakes, and records the results
+"""Runs the registered metrics (`METRICS`, collected from the metric modules; base.py says what
+a metric registers) in shared passes over reals and fakes, and records the results
 (`metrics.jsonl`, TensorBoard `Metrics/<name>`). This is the API the trainer calls every N kimg:
 
     results = compute_metrics(["fid", "swd"], generator=generator_from_network(Gs),
@@ -15,34 +16,13 @@ import time
 
 import numpy as np
 
-from progan_tf.metrics import fid as fid_lib
-from progan_tf.metrics import ms_ssim as ms_ssim_lib
-from progan_tf.metrics import ppl as ppl_lib
-from progan_tf.metrics import swd as swd_lib
-from progan_tf.metrics import weights as weights_lib
-from progan_tf.metrics.progress import Progress
+from progan_tf.metrics import fid, ms_ssim, ppl, swd
+from progan_tf.metrics.base import MetricsError, Request
+from progan_tf.utils.progress import Progress
 
-
-@dataclasses.dataclass(frozen=True)
-class MetricInfo:
-    default_num: int  # images (pairs for PPL) in the papers' protocol
-    needs_reals: bool
-    needs_generator: bool
-    description: str
-
-
-METRICS = {
-    "swd": MetricInfo(16384, True, True, "SWD x1e3 per level, reals vs fakes (ProGAN)"),
-    "swd_reals": MetricInfo(16384, True, False,
-                            "SWD noise floor: reals 0..N-1 vs reals N..2N-1"),
-    "ms_ssim": MetricInfo(20000, False, True, "MS-SSIM of N/2 pairs of fakes (ProGAN)"),
-    "ms_ssim_reals": MetricInfo(20000, True, False, "MS-SSIM of N/2 pairs of reals"),
-    "fid": MetricInfo(50000, True, True, "FID, Inception-v3 pool3 (StyleGAN fid50k)"),
-    "ppl_zfull": MetricInfo(100000, False, True, "PPL in Z, t ~ U(0, 1) (StyleGAN)"),
-    "ppl_zend": MetricInfo(100000, False, True, "PPL in Z, t = 0"),
-    "ppl_wfull": MetricInfo(100000, False, True, "PPL in W, t ~ U(0, 1); StyleGAN only"),
-    "ppl_wend": MetricInfo(100000, False, True, "PPL in W, t = 0; StyleGAN only"),
-}
+# The registry: every metric module's Metric records, in the order the help text lists them.
+METRICS = {metric.name: metric
+           for module in (swd, ms_ssim, fid, ppl) for metric in module.METRICS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,10 +48,6 @@ class MetricResult:
         return next(iter(self.values.values()))
 
 
-class MetricsError(ValueError):
-    """A metric request that cannot be run; the message names the metric and the missing input."""
-
-
 def parse_metric_names(text):
     """"swd,fid" -> ["swd", "fid"]; MetricsError naming unknown entries."""
     names = [name.strip() for name in str(text).split(",") if name.strip()]
@@ -82,66 +58,18 @@ def parse_metric_names(text):
     return list(dict.fromkeys(names))
 
 
-class _Window:
-    """Feeds images [start, start + count) of a stream to `sink(images)`, timing the sink.
-
-    metric: the metric whose time the sink counts towards.
-    """
-
-    def __init__(self, metric, start, count, sink):
-        self.metric, self.start, self.count, self.sink = metric, start, count, sink
-        self.seconds = 0.0
-
-    def offer(self, images, first_index):
-        lo = max(self.start, first_index)
-        hi = min(self.start + self.count, first_index + len(images))
-        if hi > lo:
-            began = time.monotonic()
-            self.sink(images[lo - first_index:hi - first_index])
-            self.seconds += time.monotonic() - began
-
-
-def _run_pass(label, windows, batches, stream):
-    """Takes images 0 .. max(window end) - 1 from the iterator factory `batches(total)` and
-    offers each batch to every window. Returns the seconds spent producing images."""
-    total = max((w.start + w.count for w in windows), default=0)
-    if not total:
-        return 0.0
-    progress = Progress(total, label, stream=stream)
-    iterator = batches(total)
-    produced, producing = 0, 0.0
-    while produced < total:
-        began = time.monotonic()
-        images = next(iterator)
-        producing += time.monotonic() - began
-        for window in windows:
-            window.offer(images, produced)
-        produced += len(images)
-        progress.update(len(images))
-    progress.close()
-    return producing
-
-
-def _rgb(images):
-    return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
-
-
-def _check_request(names, generator, reals):
-    for name in names:
-        info = METRICS.get(name)
-        if info is None:
-            raise MetricsError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
-        if info.needs_reals and reals is None:
+def _check(requests):
+    """MetricsError for the first request that cannot run, before any work starts."""
+    for name, request in requests.items():
+        metric = METRICS[name]
+        if metric.needs_reals and request.reals is None:
             raise MetricsError(f"{name} needs real images: give --data_dir")
-        if info.needs_generator and generator is None:
+        if metric.needs_generator and request.generator is None:
             raise MetricsError(f"{name} needs a generator: give --saved_model or --run_dir")
-        if name.startswith("ppl_") and generator.label_size:
-            raise MetricsError(f"{name}: PPL is defined for unconditional generators only")
-        if name.startswith("ppl_w") and (generator.mapping is None or generator.synthesis is None):
-            raise MetricsError(f"{name} needs a StyleGAN generator (mapping and synthesis); "
-                               f"{generator.description} has neither")
-    if ("swd" in names or "swd_reals" in names):
-        swd_lib.level_resolutions(reals.resolution)  # images under 16x16 fail here
+        if metric.check is not None:
+            metric.check(request)
+        if request.num < 2:
+            raise MetricsError(f"--num must be at least 2, got {request.num}")
 
 
 def compute_metrics(names, generator=None, reals=None, num=None, batch_size=32, seed=0,
@@ -151,7 +79,8 @@ def compute_metrics(names, generator=None, reals=None, num=None, batch_size=32, 
 
     Args:
         names: metric names (keys of METRICS) or a comma-separated string.
-        generator: sources.GeneratorFns (needed by every metric but swd_reals, ms_ssim_reals).
+        generator: progan_tf.generators.GeneratorFns (every metric but swd_reals,
+            ms_ssim_reals needs one).
         reals: sources.RealImages (needed by swd, swd_reals, ms_ssim_reals, fid).
         num: images per metric (pairs for PPL); None = each metric's default (METRICS).
         batch_size: images per generator / Inception / LPIPS step.
@@ -164,116 +93,64 @@ def compute_metrics(names, generator=None, reals=None, num=None, batch_size=32, 
         progress_stream: where progress lines go (None: silent).
     """
     names = parse_metric_names(names) if isinstance(names, str) else list(dict.fromkeys(names))
-    _check_request(names, generator, reals)
-    counts = {name: int(num or METRICS[name].default_num) for name in names}
-    if min(counts.values()) < 2:
-        raise MetricsError(f"--num must be at least 2, got {num}")
-    real_windows, fake_windows, finishers = [], [], []  # finishers: (metric, () -> values)
+    unknown = [name for name in names if name not in METRICS]
+    if unknown:
+        raise MetricsError(f"unknown metric {unknown[0]!r}; known: {', '.join(METRICS)}")
+    run = Request(generator, reals, 0, seed=seed, batch_size=batch_size,
+                  progress_stream=progress_stream, ppl_crop=ppl_crop,
+                  fid_reals_cache=fid_reals_cache, feature_fn=feature_fn,
+                  distance_fn=distance_fn)
+    requests = {name: dataclasses.replace(run, num=int(num or METRICS[name].default_num))
+                for name in names}
+    _check(requests)
+    plans = {name: METRICS[name].plan(request) for name, request in requests.items()}
 
-    # SWD: one descriptor set per distinct window of reals, one for the fakes. All draw their
-    # patch positions from the same seed (common random numbers: a set compared with itself
-    # gives exactly 0, and reals and fakes are sampled alike).
-    real_sets = {}
-
-    def real_descriptor_set(metric, start, count):
-        if (start, count) not in real_sets:
-            descriptors = swd_lib.DescriptorSet(reals.resolution, seed=seed + 11)
-            real_sets[(start, count)] = descriptors
-            real_windows.append(_Window(metric, start, count,
-                                        lambda x: descriptors.feed(_rgb(x))))
-        return real_sets[(start, count)]
-
-    for name in ("swd", "swd_reals"):
-        if name not in names:
-            continue
-        count = counts[name]
-        set_a = real_descriptor_set(name, 0, count)
-        if name == "swd":
-            set_b = swd_lib.DescriptorSet(reals.resolution, seed=seed + 11)
-            fake_windows.append(_Window(name, 0, count, lambda x, s=set_b: s.feed(_rgb(x))))
-        else:
-            set_b = real_descriptor_set(name, count, count)
-        prefix = "SWDx1e3" if name == "swd" else "SWDx1e3_reals"
-        finishers.append((name, lambda a=set_a, b=set_b, p=prefix: swd_lib.swd_from_descriptors(
-            a.finalize(), b.finalize(), a.resolutions, seed=seed + 3, prefix=p)))
-
-    for name, windows in (("ms_ssim", fake_windows), ("ms_ssim_reals", real_windows)):
-        if name in names:
-            accumulator = ms_ssim_lib.MSSSIMAccumulator()
-            windows.append(_Window(name, 0, counts[name], accumulator.feed))
-            finishers.append((name, lambda a=accumulator, n=name: {n: a.result()}))
-
-    if "fid" in names:
-        count = counts["fid"]
-        cache_path = cached = None
-        if feature_fn is None:
-            from progan_tf.metrics.inception import InceptionV3Features
-
-            feature_fn = InceptionV3Features(batch_size=batch_size)
-            if fid_reals_cache is not False:  # only Inception statistics are cached
-                cache_path = fid_lib.reals_cache_path(fid_reals_cache or weights_lib.cache_dir(),
-                                                      reals.path, count, reals.mirror)
-                cached = fid_lib.load_statistics(cache_path)
-        fake_stats, real_stats = fid_lib.FeatureStatistics(), fid_lib.FeatureStatistics()
-        fake_windows.append(_Window("fid", 0, count, lambda x: fake_stats.feed(feature_fn(x))))
-        if cached is None:
-            real_windows.append(_Window("fid", 0, count, lambda x: real_stats.feed(feature_fn(x))))
-
-        def finish_fid():
-            real = cached
-            if real is None:
-                real = real_stats.statistics()
-                if cache_path is not None:
-                    fid_lib.save_statistics(cache_path, *real)
-            return {"fid": fid_lib.frechet_distance(*fake_stats.statistics(), *real)}
-
-        finishers.append(("fid", finish_fid))
-
-    # One pass over the reals and one over the fakes feed every metric.
-    pass_seconds = {"reals": 0.0, "fakes": 0.0}
-    if real_windows:
-        pass_seconds["reals"] = _run_pass(
-            "reals", real_windows, lambda total: reals.batches(total, batch_size=batch_size),
-            progress_stream)
-    if fake_windows:
-        pass_seconds["fakes"] = _run_pass(
-            "fakes", fake_windows, lambda total: _fake_batches(generator, reals, total, batch_size,
-                                                               seed, check_swd="swd" in names),
-            progress_stream)
-
-    results, seconds = {}, {}
-    for name, finish in finishers:
-        began = time.monotonic()
-        results[name] = {key: float(value) for key, value in finish().items()}
-        windows = [w for w in real_windows + fake_windows if w.metric == name]
-        seconds[name] = (time.monotonic() - began + sum(w.seconds for w in windows)
-                         + (pass_seconds["reals"] if any(w in real_windows for w in windows) else 0)
-                         + (pass_seconds["fakes"] if any(w in fake_windows for w in windows) else 0))
-
-    for name in names:
-        if not name.startswith("ppl_"):
-            continue
-        if distance_fn is None:
-            from progan_tf.metrics.lpips import LPIPS
-
-            distance_fn = LPIPS()
-        progress = Progress(counts[name], name, unit="pairs", stream=progress_stream)
-        began = time.monotonic()
-        distances = ppl_lib.path_distances(
-            space=name[4], sampling=name[5:], latent_size=generator.latent_size,
-            num_samples=counts[name], distance_fn=distance_fn,
-            generate=lambda z: generator.images_float(z, None), mapping=generator.mapping,
-            synthesis=generator.synthesis, batch_size=batch_size, seed=seed + 5, crop=ppl_crop,
-            progress=progress.update)
-        progress.close()
-        results[name] = {name: ppl_lib.filtered_mean(distances)}
-        seconds[name] = time.monotonic() - began
-
-    return {name: MetricResult(name, results[name], counts[name], seconds[name])
+    # One pass over the reals and one over the fakes feed every metric's windows.
+    real_windows = [window for plan in plans.values() for window in plan.reals]
+    fake_windows = [window for plan in plans.values() for window in plan.fakes]
+    pass_seconds = {
+        "reals": _run_pass("reals", real_windows,
+                           lambda total: reals.batches(total, batch_size=batch_size),
+                           progress_stream),
+        "fakes": _run_pass("fakes", fake_windows,
+                           lambda total: _fake_batches(generator, reals, total, batch_size, seed),
+                           progress_stream),
+    }
+    return {name: _finish(name, plans[name], requests[name].num, pass_seconds)
             for name in names}
 
 
-def _fake_batches(generator, reals, total, batch_size, seed, check_swd):
+def _finish(name, plan, num, pass_seconds):
+    """MetricResult of a plan whose windows have been fed."""
+    began = time.monotonic()
+    values = {key: float(value) for key, value in plan.finish().items()}
+    seconds = time.monotonic() - began + sum(w.seconds for w in plan.reals + plan.fakes)
+    seconds += (pass_seconds["reals"] if plan.reals else 0.0) + (
+        pass_seconds["fakes"] if plan.fakes else 0.0)
+    return MetricResult(name, values, num, seconds)
+
+
+def _run_pass(label, windows, batches, stream):
+    """Takes images 0 .. max(window end) - 1 from the iterator factory `batches(total)` and
+    offers each batch to every window. Returns the seconds spent producing images."""
+    total = max((window.end for window in windows), default=0)
+    if not total:
+        return 0.0
+    iterator = batches(total)
+    produced, producing = 0, 0.0
+    with Progress(label, total, stream=stream, enabled=stream is not None) as progress:
+        while produced < total:
+            began = time.monotonic()
+            images = next(iterator)
+            producing += time.monotonic() - began
+            for window in windows:
+                window.offer(images, produced)
+            produced += len(images)
+            progress.update(len(images))
+    return producing
+
+
+def _fake_batches(generator, reals, total, batch_size, seed):
     """Yields `total` generated uint8 images in batches; latents (and labels) from `seed`."""
     rng = np.random.default_rng([seed, 1])
     made = 0
@@ -285,10 +162,6 @@ def _fake_batches(generator, reals, total, batch_size, seed, check_swd):
         if images.ndim != 4 or images.dtype != np.uint8:
             raise MetricsError(f"{generator.description}: expected uint8 [N, H, W, C] images, "
                                f"got {images.dtype} {images.shape}")
-        if check_swd and images.shape[1:3] != (reals.resolution, reals.resolution):
-            raise MetricsError(f"swd: {generator.description} makes {images.shape[1]}x"
-                               f"{images.shape[2]} images but {reals.path} holds "
-                               f"{reals.resolution}x{reals.resolution}")
         made += n
         yield images
 
@@ -335,7 +208,7 @@ def format_results(results):
     """Human-readable lines: "fid            12.3456   (50000 images, 5h 1m)"."""
     lines = []
     for result in results.values():
-        unit = "pairs" if result.metric.startswith("ppl_") else "images"
+        unit = METRICS[result.metric].unit if result.metric in METRICS else "images"
         for key, value in result.values.items():
             lines.append(f"{key:<22} {value:12.4f}   ({result.num} {unit}, "
                          f"{result.seconds:.1f} s)")

@@ -5,6 +5,9 @@ Gaussians fitted to Inception-v3 pool3 features of two image sets,
 
 The distance code takes any features, so it is tested without Inception; `inception.py` supplies
 the standard features.
+
+Registered metric (`METRICS`): `fid`, fakes vs reals (StyleGAN's fid50k at the default count);
+the reals' Inception statistics are cached per data file, count and mirroring.
 """
 
 import hashlib
@@ -13,6 +16,9 @@ import os
 
 import numpy as np
 import scipy.linalg
+
+from progan_tf.metrics import weights as weights_lib
+from progan_tf.metrics.base import Metric, Plan, Window
 
 
 def feature_statistics(features):
@@ -94,3 +100,37 @@ def load_statistics(path):
         return None
     with np.load(path, allow_pickle=False) as npz:
         return npz["mean"], npz["covariance"]
+
+
+def _plan(request):
+    reals, feature_fn = request.reals, request.feature_fn
+    cache_path = cached = None
+    if feature_fn is None:
+        from progan_tf.metrics.inception import InceptionV3Features
+
+        feature_fn = InceptionV3Features(batch_size=request.batch_size)
+        if request.fid_reals_cache is not False:  # only Inception statistics are cached
+            cache_path = reals_cache_path(request.fid_reals_cache or weights_lib.cache_dir(),
+                                          reals.path, request.num, reals.mirror)
+            cached = load_statistics(cache_path)
+    fake_stats, real_stats = FeatureStatistics(), FeatureStatistics()
+    plan = Plan(fakes=[Window(0, request.num, lambda x: fake_stats.feed(feature_fn(x)))])
+    if cached is None:
+        plan.reals.append(Window(0, request.num, lambda x: real_stats.feed(feature_fn(x))))
+
+    def finish():
+        real = cached
+        if real is None:
+            real = real_stats.statistics()
+            if cache_path is not None:
+                save_statistics(cache_path, *real)
+        return {"fid": frechet_distance(*fake_stats.statistics(), *real)}
+
+    plan.finish = finish
+    return plan
+
+
+METRICS = (
+    Metric("fid", 50000, "FID, Inception-v3 pool3 (StyleGAN fid50k)", _plan,
+           needs_reals=True, needs_generator=True),
+)

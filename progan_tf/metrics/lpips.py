@@ -62,12 +62,11 @@ class LPIPS(tf.Module):
 
     def distance(self, images0, images1):
         """[N, H, W, 3] x2 -> [N]."""
-        batch = tf.shape(images0)[0]
-        taps = self.features(tf.concat([images0, images1], axis=0))
+        # Two batches of one shape, not one concatenated batch: a convolution's result can
+        # depend on an image's position in the batch, and identical images must give exactly 0.
         total = 0.0
-        for tap, head in zip(taps, self._heads):
-            unit = tap / (tf.sqrt(tf.reduce_sum(tf.square(tap), axis=-1, keepdims=True)) + 1e-10)
-            squared = tf.square(unit[:batch] - unit[batch:])
+        for tap0, tap1, head in zip(self.features(images0), self.features(images1), self._heads):
+            squared = tf.square(_unit(tap0) - _unit(tap1))
             total += tf.reduce_mean(tf.tensordot(squared, head, axes=[[3], [0]]), axis=[1, 2])
         return total
 
@@ -81,3 +80,9 @@ class LPIPS(tf.Module):
             raise ValueError(f"LPIPS-VGG16 needs images of at least {MIN_SIZE}x{MIN_SIZE}, got "
                              f"{images0.shape[1]}x{images0.shape[2]}")
         return self._distance(images0, images1)
+
+
+def _unit(features):
+    """Features [N, h, w, C] scaled to unit length along C."""
+    return features / (tf.sqrt(tf.reduce_sum(tf.square(features), axis=-1, keepdims=True))
+                       + 1e-10)

@@ -7,10 +7,14 @@ filtering, k1 0.01, k2 0.03, dynamic range 255; SSIM and contrast-structure maps
 rows, columns *and* channels per pair; 2x2 box downsampling between scales; negative values are
 clipped to 0 before the weighted product. `tf.image.ssim_multiscale` differs (it refuses images
 under 176 px and averages channels differently, SPEC 10).
+
+Registered metrics (`METRICS`): `ms_ssim` over pairs of fakes, `ms_ssim_reals` over pairs of reals.
 """
 
 import numpy as np
 import scipy.signal
+
+from progan_tf.metrics.base import Metric, Plan, Window
 
 WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
@@ -114,3 +118,19 @@ class MSSSIMAccumulator:
         if not self.num_pairs:
             raise ValueError("MS-SSIM: fewer than two images were fed")
         return self._sum / self.num_pairs
+
+
+def _plan(request, name, stream):
+    """Mean MS-SSIM of images 0-1, 2-3, ... of the `stream` ("reals" or "fakes")."""
+    accumulator = MSSSIMAccumulator()
+    plan = Plan(finish=lambda: {name: accumulator.result()})
+    getattr(plan, stream).append(Window(0, request.num, accumulator.feed))
+    return plan
+
+
+METRICS = (
+    Metric("ms_ssim", 20000, "MS-SSIM of N/2 pairs of fakes (ProGAN)",
+           lambda request: _plan(request, "ms_ssim", "fakes"), needs_generator=True),
+    Metric("ms_ssim_reals", 20000, "MS-SSIM of N/2 pairs of reals",
+           lambda request: _plan(request, "ms_ssim_reals", "reals"), needs_reals=True),
+)

@@ -12,9 +12,15 @@ The generator enters as plain callables, so any network plugs in:
     mapping(latents [N, Z]) -> dlatents [N, L, D]; synthesis(dlatents) -> images (W space)
 `synthesis` must be deterministic for a given input (StyleGAN: noise inputs fixed, not
 re-randomised per call), or noise, not the path, dominates the distance.
+
+Registered metrics (`METRICS`): `ppl_zfull`, `ppl_zend`, `ppl_wfull`, `ppl_wend` (the last two
+need a generator with styles).
 """
 
 import numpy as np
+
+from progan_tf.metrics.base import Metric, MetricsError, Plan
+from progan_tf.utils.progress import Progress
 
 EPSILON = 1e-4
 SPACES = ("z", "w")
@@ -128,3 +134,52 @@ def filtered_mean(distances):
     lo = np.percentile(distances, 1, method="lower")
     hi = np.percentile(distances, 99, method="higher")
     return float(np.mean(distances[(lo <= distances) & (distances <= hi)]))
+
+
+def _lpips():
+    from progan_tf.metrics.lpips import LPIPS
+
+    return LPIPS()
+
+
+def _plan(request, name, space, sampling):
+    """All the work happens in `finish`: PPL draws its own latents, not the shared fakes."""
+    generator = request.generator
+
+    def finish():
+        distance_fn = request.distance_fn or request.shared_value("lpips", _lpips)
+        with Progress(name, request.num, unit="pairs", stream=request.progress_stream,
+                      enabled=request.progress_stream is not None) as progress:
+            distances = path_distances(
+                space, sampling, generator.latent_size, request.num, distance_fn,
+                generate=lambda z: generator.images_float(z, None), mapping=generator.mapping,
+                synthesis=generator.synthesis, batch_size=request.batch_size,
+                seed=request.seed + 5, crop=request.ppl_crop, progress=progress.update)
+        return {name: filtered_mean(distances)}
+
+    return Plan(finish=finish)
+
+
+def _check(request, name, space):
+    generator = request.generator
+    if generator.label_size:
+        raise MetricsError(f"{name}: PPL is defined for unconditional generators only")
+    if space == "w" and not generator.has_styles:
+        raise MetricsError(f"{name} needs a StyleGAN generator (mapping and synthesis); "
+                           f"{generator.description} has neither")
+
+
+def _metric(space, sampling, description):
+    name = f"ppl_{space}{sampling}"
+    return Metric(name, 100000, description,
+                  lambda request: _plan(request, name, space, sampling),
+                  needs_generator=True, check=lambda request: _check(request, name, space),
+                  unit="pairs")
+
+
+METRICS = (
+    _metric("z", "full", "PPL in Z, t ~ U(0, 1) (StyleGAN)"),
+    _metric("z", "end", "PPL in Z, t = 0"),
+    _metric("w", "full", "PPL in W, t ~ U(0, 1); StyleGAN only"),
+    _metric("w", "end", "PPL in W, t = 0; StyleGAN only"),
+)

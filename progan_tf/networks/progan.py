@@ -11,12 +11,10 @@ import keras
 from keras import ops
 
 from progan_tf import layers
-from progan_tf.networks.base import Block, GrowingNetwork, count_params
-
-_register = keras.saving.register_keras_serializable(package="progan_tf")
+from progan_tf.networks.base import Block, GrowingGenerator, GrowingNetwork, count_params
 
 
-@_register
+@layers.register
 class GeneratorInputBlock(Block):
     """4x4 generator block, latents [N, D] -> [N, 4, 4, filters] (SPEC 1.2 step 1-2).
 
@@ -29,16 +27,20 @@ class GeneratorInputBlock(Block):
         self.filters = filters
         self.normalize_latents = normalize_latents
         self.use_pixelnorm = use_pixelnorm
+        policy = self.dtype_policy
         self.dense = layers.WeightScaledDense(16 * filters, gain=layers.SQRT2 / 4, use_bias=False,
-                                              name="dense", dtype=self.dtype_policy)
-        self.dense_bias = layers.AddBias(name="dense_bias", dtype=self.dtype_policy)
-        self.conv = layers.WeightScaledConv2D(filters, 3, name="conv", dtype=self.dtype_policy)
-        self.pixel_norm = layers.PixelNormalization(name="pixel_norm", dtype=self.dtype_policy)
+                                              seed=self.seed_for("dense"), name="dense",
+                                              dtype=policy)
+        self.dense_bias = layers.AddBias(name="dense_bias", dtype=policy)
+        self.conv = layers.WeightScaledConv2D(filters, 3, seed=self.seed_for("conv"), name="conv",
+                                              dtype=policy)
+        self.pixel_norm = layers.PixelNormalization(name="pixel_norm", dtype=policy)
 
     def build(self, input_shape):
         self.dense.build(input_shape)
-        self.dense_bias.build((None, 4, 4, self.filters))
-        self.conv.build((None, 4, 4, self.filters))
+        shape = self.compute_output_shape(input_shape)
+        self.dense_bias.build(shape)
+        self.conv.build(shape)
 
     def _norm(self, x):
         return self.pixel_norm(x) if self.use_pixelnorm else x
@@ -53,15 +55,16 @@ class GeneratorInputBlock(Block):
         return (input_shape[0], 4, 4, self.filters)
 
     def summary_rows(self, input_shape):
-        return [("dense", (4, 4, self.filters), count_params(self.dense) + count_params(self.dense_bias)),
-                ("conv", (4, 4, self.filters), count_params(self.conv))]
+        shape = self.compute_output_shape(input_shape)[1:]
+        return [("dense", shape, count_params(self.dense) + count_params(self.dense_bias)),
+                ("conv", shape, count_params(self.conv))]
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "normalize_latents": self.normalize_latents, "use_pixelnorm": self.use_pixelnorm}
 
 
-@_register
+@layers.register
 class GeneratorBlock(Block):
     """Generator block for 8x8 and up, [N, H, W, C] -> [N, 2H, 2W, filters] (SPEC 1.2 step 3).
 
@@ -73,14 +76,16 @@ class GeneratorBlock(Block):
         super().__init__(**kwargs)
         self.filters = filters
         self.use_pixelnorm = use_pixelnorm
-        self.conv0 = layers.WeightScaledConv2D(filters, 3, name="conv0", dtype=self.dtype_policy)
-        self.conv1 = layers.WeightScaledConv2D(filters, 3, name="conv1", dtype=self.dtype_policy)
-        self.pixel_norm = layers.PixelNormalization(name="pixel_norm", dtype=self.dtype_policy)
+        policy = self.dtype_policy
+        self.conv0 = layers.WeightScaledConv2D(filters, 3, seed=self.seed_for("conv0"),
+                                               name="conv0", dtype=policy)
+        self.conv1 = layers.WeightScaledConv2D(filters, 3, seed=self.seed_for("conv1"),
+                                               name="conv1", dtype=policy)
+        self.pixel_norm = layers.PixelNormalization(name="pixel_norm", dtype=policy)
 
     def build(self, input_shape):
-        n, h, w, _ = input_shape
-        self.conv0.build(input_shape)
-        self.conv1.build((n, 2 * h, 2 * w, self.filters))
+        self.conv0.build(input_shape)  # the kernel depends on C_in only, not on H, W
+        self.conv1.build(self.compute_output_shape(input_shape))
 
     def _norm(self, x):
         return self.pixel_norm(x) if self.use_pixelnorm else x
@@ -96,21 +101,23 @@ class GeneratorBlock(Block):
 
     def summary_rows(self, input_shape):
         shape = self.compute_output_shape(input_shape)[1:]
-        return [("conv0", shape, count_params(self.conv0)), ("conv1", shape, count_params(self.conv1))]
+        return [("conv0", shape, count_params(self.conv0)),
+                ("conv1", shape, count_params(self.conv1))]
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "use_pixelnorm": self.use_pixelnorm}
 
 
-@_register
+@layers.register
 class FromRGB(Block):
     """1x1 conv from images to features, then lrelu, [N, H, W, C] -> [N, H, W, filters]."""
 
     def __init__(self, filters, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
-        self.conv = layers.WeightScaledConv2D(filters, 1, name="conv", dtype=self.dtype_policy)
+        self.conv = layers.WeightScaledConv2D(filters, 1, seed=self.seed_for("conv"), name="conv",
+                                              dtype=self.dtype_policy)
 
     def build(self, input_shape):
         self.conv.build(input_shape)
@@ -122,13 +129,13 @@ class FromRGB(Block):
         return (*input_shape[:-1], self.filters)
 
     def summary_rows(self, input_shape):
-        return [("conv", (*input_shape[1:-1], self.filters), count_params(self.conv))]
+        return [("conv", self.compute_output_shape(input_shape)[1:], count_params(self.conv))]
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters}
 
 
-@_register
+@layers.register
 class DiscriminatorBlock(Block):
     """Discriminator block for 8x8 and up, [N, H, W, C] -> [N, H/2, W/2, filters1] (SPEC 1.3).
 
@@ -142,19 +149,21 @@ class DiscriminatorBlock(Block):
         self.filters0 = filters0
         self.filters1 = filters1
         self.blur_filter = list(blur_filter) if blur_filter else None
-        self.conv0 = layers.WeightScaledConv2D(filters0, 3, name="conv0", dtype=self.dtype_policy)
+        policy = self.dtype_policy
+        self.conv0 = layers.WeightScaledConv2D(filters0, 3, seed=self.seed_for("conv0"),
+                                               name="conv0", dtype=policy)
         self.blur = None
         if self.blur_filter:
-            self.blur = layers.Blur2D(self.blur_filter, name="blur", dtype=self.dtype_policy)
-        self.conv1 = layers.WeightScaledConv2D(filters1, 3, name="conv1_down",
-                                               dtype=self.dtype_policy)
+            self.blur = layers.Blur2D(self.blur_filter, name="blur", dtype=policy)
+        self.conv1 = layers.WeightScaledConv2D(filters1, 3, seed=self.seed_for("conv1_down"),
+                                               name="conv1_down", dtype=policy)
 
     def build(self, input_shape):
-        n, h, w, _ = input_shape
+        shape = self.conv0.compute_output_shape(input_shape)
         self.conv0.build(input_shape)
         if self.blur is not None:
-            self.blur.build((n, h, w, self.filters0))
-        self.conv1.build((n, h, w, self.filters0))
+            self.blur.build(shape)
+        self.conv1.build(shape)
 
     def call(self, x):
         x = layers.lrelu(self.conv0(x))
@@ -167,18 +176,19 @@ class DiscriminatorBlock(Block):
         return (n, h // 2, w // 2, self.filters1)
 
     def summary_rows(self, input_shape):
-        _, h, w, _ = input_shape
-        rows = [("conv0", (h, w, self.filters0), count_params(self.conv0))]
+        shape = self.conv0.compute_output_shape(input_shape)[1:]
+        rows = [("conv0", shape, count_params(self.conv0))]
         if self.blur is not None:
-            rows.append(("blur", (h, w, self.filters0), 0))
-        return rows + [("conv1_down", (h // 2, w // 2, self.filters1), count_params(self.conv1))]
+            rows.append(("blur", shape, 0))
+        return rows + [("conv1_down", self.compute_output_shape(input_shape)[1:],
+                        count_params(self.conv1))]
 
     def get_config(self):
         return {**super().get_config(), "filters0": self.filters0, "filters1": self.filters1,
                 "blur_filter": self.blur_filter}
 
 
-@_register
+@layers.register
 class DiscriminatorOutputBlock(Block):
     """4x4 discriminator block, [N, 4, 4, C] -> [N, 1 + label_size] (SPEC 1.3 step 3).
 
@@ -199,21 +209,28 @@ class DiscriminatorOutputBlock(Block):
             self.mbstd = layers.MinibatchStdev(mbstd_group_size, mbstd_num_features,
                                                mbstd_grouping, name="minibatch_stddev",
                                                dtype=self.dtype_policy)
-        self.conv = layers.WeightScaledConv2D(filters, 3, name="conv", dtype=self.dtype_policy)
-        self.dense0 = layers.WeightScaledDense(dense_units, name="dense0", dtype=self.dtype_policy)
-        self.dense1 = layers.WeightScaledDense(1 + label_size, gain=1.0, name="dense1",
+        self.conv = layers.WeightScaledConv2D(filters, 3, seed=self.seed_for("conv"), name="conv",
+                                              dtype=self.dtype_policy)
+        self.dense0 = layers.WeightScaledDense(dense_units, seed=self.seed_for("dense0"),
+                                               name="dense0", dtype=self.dtype_policy)
+        self.dense1 = layers.WeightScaledDense(1 + label_size, gain=1.0,
+                                               seed=self.seed_for("dense1"), name="dense1",
                                                dtype=self.dtype_policy)
 
-    def _extra_maps(self):
-        return self.mbstd_num_features if self.mbstd is not None else 0
+    def _shapes(self, input_shape):
+        """Output shapes of minibatch stddev, conv, dense0 and dense1, in order."""
+        shapes = [self.mbstd.compute_output_shape(input_shape) if self.mbstd is not None
+                  else input_shape]
+        for layer in (self.conv, self.dense0, self.dense1):
+            shapes.append(layer.compute_output_shape(shapes[-1]))
+        return shapes
 
     def build(self, input_shape):
-        n, h, w, c = input_shape
         if self.mbstd is not None:
             self.mbstd.build(input_shape)
-        self.conv.build((n, h, w, c + self._extra_maps()))
-        self.dense0.build((n, h, w, self.filters))
-        self.dense1.build((n, self.dense_units))
+        shapes = self._shapes(input_shape)
+        for layer, shape in zip((self.conv, self.dense0, self.dense1), shapes):
+            layer.build(shape)
 
     def call(self, x):
         if self.mbstd is not None:
@@ -226,13 +243,10 @@ class DiscriminatorOutputBlock(Block):
         return (input_shape[0], 1 + self.label_size)
 
     def summary_rows(self, input_shape):
-        _, h, w, c = input_shape
-        rows = []
-        if self.mbstd is not None:
-            rows.append(("minibatch_stddev", (h, w, c + self._extra_maps()), 0))
-        return rows + [("conv", (h, w, self.filters), count_params(self.conv)),
-                       ("dense0", (self.dense_units,), count_params(self.dense0)),
-                       ("dense1", (1 + self.label_size,), count_params(self.dense1))]
+        mbstd_shape, *shapes = [shape[1:] for shape in self._shapes(input_shape)]
+        rows = [("minibatch_stddev", mbstd_shape, 0)] if self.mbstd is not None else []
+        return rows + [(layer.name, shape, count_params(layer))
+                       for layer, shape in zip((self.conv, self.dense0, self.dense1), shapes)]
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "dense_units": self.dense_units,
@@ -241,8 +255,8 @@ class DiscriminatorOutputBlock(Block):
                 "mbstd_grouping": self.mbstd_grouping}
 
 
-@_register
-class Generator(GrowingNetwork):
+@layers.register
+class Generator(GrowingGenerator):
     """ProGAN generator: latents [N, latent_size] (+ labels [N, label_size]) -> [N, R, R, C].
 
     Args:
@@ -254,6 +268,10 @@ class Generator(GrowingNetwork):
         fmap_base, fmap_decay, fmap_max: channel formula nf(stage) (SPEC 1.1).
         normalize_latents: pixel-normalise the (latents, labels) input.
         use_pixelnorm: pixel norm after every conv.
+        seed: None = initial weights from Keras' global random state; an int = initial weights
+            that are a pure function of it (not part of `get_config()`).
+        dtype: Keras dtype policy of every block ("float32" when not given; "mixed_float16"
+            for mixed precision); not part of `get_config()`.
 
     Every variable is created in the constructor, so `weights` is complete and ordered the same
     way in two generators built with the same arguments (used for the EMA copy).
@@ -261,40 +279,32 @@ class Generator(GrowingNetwork):
 
     def __init__(self, resolution, num_channels=3, label_size=0, latent_size=None, fmap_base=8192,
                  fmap_decay=1.0, fmap_max=512, normalize_latents=True, use_pixelnorm=True,
-                 **kwargs):
+                 seed=None, **kwargs):
         kwargs.setdefault("name", "generator")
         super().__init__(resolution, num_channels, label_size, fmap_base, fmap_decay, fmap_max,
-                         **kwargs)
+                         seed=seed, **kwargs)
         self.latent_size = self.nf(0) if latent_size is None else int(latent_size)
         self.normalize_latents = normalize_latents
         self.use_pixelnorm = use_pixelnorm
-        policy = self.dtype_policy
+        shape = (None, self.latent_size + label_size)
         for res in self.resolutions:
-            filters = self.filters_at(res)
+            common = dict(name=f"block_{res}x{res}", seed=self.seed_for(f"block_{res}x{res}"),
+                          dtype=self.dtype_policy)
             if res == 4:
-                block = GeneratorInputBlock(filters, normalize_latents, use_pixelnorm,
-                                            name="block_4x4", dtype=policy)
-                block.build((None, self.latent_size + label_size))
+                block = GeneratorInputBlock(self.filters_at(res), normalize_latents,
+                                            use_pixelnorm, **common)
             else:
-                block = GeneratorBlock(filters, use_pixelnorm, name=f"block_{res}x{res}",
-                                       dtype=policy)
-                block.build((None, res // 2, res // 2, self.filters_at(res // 2)))
-            self._add_block_and_to_rgb(res, block)
+                block = GeneratorBlock(self.filters_at(res), use_pixelnorm, **common)
+            block.build(shape)
+            shape = block.compute_output_shape(shape)
+            self.add_block_and_to_rgb(res, block)
         self.built = True
 
-    def _build_model(self, res):
+    def make_model(self, res):
         inputs = [keras.Input(shape, name=name) for name, shape in self.input_specs()]
-        x = inputs[0] if len(inputs) == 1 else keras.layers.Concatenate(name="latents_and_labels")(
-            inputs)
-        x = self.block_4x4(x)
-        for r in self.resolutions[1:self.resolutions.index(res)]:
-            x = self._block("block", r)(x)
-        if res == 4:
-            images = self.to_rgb_4x4(x)
-        else:
-            old = layers.Upsample2D(name="upsample_old")(self._block("to_rgb", res // 2)(x))
-            new = self._block("to_rgb", res)(self._block("block", res)(x))
-            images = self.fade([old, new])
+        x = inputs[0] if len(inputs) == 1 else keras.layers.Concatenate(
+            name="latents_and_labels", dtype=self.dtype_policy)(inputs)
+        images = self.grow_images(self.block_4x4(x), res, lambda r, x: self.block_at(r)(x))
         inputs = inputs[0] if len(inputs) == 1 else inputs
         return keras.Model(inputs, images, name=f"{self.name}_{res}x{res}")
 
@@ -304,14 +314,14 @@ class Generator(GrowingNetwork):
         return model(latents if labels is None else [latents, labels])
 
     def summary_rows(self):
-        return self._generator_rows((None, self.latent_size + self.label_size))
+        return self.synthesis_rows((None, self.latent_size + self.label_size))
 
     def get_config(self):
         return {**super().get_config(), "latent_size": self.latent_size,
                 "normalize_latents": self.normalize_latents, "use_pixelnorm": self.use_pixelnorm}
 
 
-@_register
+@layers.register
 class Discriminator(GrowingNetwork):
     """ProGAN discriminator: images [N, R, R, C] -> [N, 1 + label_size].
 
@@ -323,60 +333,67 @@ class Discriminator(GrowingNetwork):
         mbstd_num_features: extra stddev feature maps (1).
         mbstd_grouping: "consecutive" (default) or "strided" (the original's, for weight parity).
         blur_filter: None (ProGAN) or StyleGAN's [1, 2, 1], applied before each downsampling conv.
+        seed, dtype: as `Generator`.
     """
+
+    IMAGE_LAYER = "from_rgb"
 
     def __init__(self, resolution, num_channels=3, label_size=0, fmap_base=8192, fmap_decay=1.0,
                  fmap_max=512, mbstd_group_size=4, mbstd_num_features=1,
-                 mbstd_grouping="consecutive", blur_filter=None, **kwargs):
+                 mbstd_grouping="consecutive", blur_filter=None, seed=None, **kwargs):
         kwargs.setdefault("name", "discriminator")
         super().__init__(resolution, num_channels, label_size, fmap_base, fmap_decay, fmap_max,
-                         **kwargs)
+                         seed=seed, **kwargs)
         self.mbstd_group_size = mbstd_group_size
         self.mbstd_num_features = mbstd_num_features
         self.mbstd_grouping = mbstd_grouping
         self.blur_filter = list(blur_filter) if blur_filter else None
-        policy = self.dtype_policy
         for res in self.resolutions:
             filters = self.filters_at(res)
-            from_rgb = FromRGB(filters, name=f"from_rgb_{res}x{res}", dtype=policy)
+            name = f"from_rgb_{res}x{res}"
+            from_rgb = FromRGB(filters, seed=self.seed_for(name), name=name,
+                               dtype=self.dtype_policy)
             from_rgb.build((None, res, res, num_channels))
+            setattr(self, name, from_rgb)  # before the block: the weights' order is unchanged
+            common = dict(name=f"block_{res}x{res}", seed=self.seed_for(f"block_{res}x{res}"),
+                          dtype=self.dtype_policy)
             if res == 4:
-                block = DiscriminatorOutputBlock(
-                    filters, self.nf(0), label_size, mbstd_group_size, mbstd_num_features,
-                    mbstd_grouping, name="block_4x4", dtype=policy)
+                block = DiscriminatorOutputBlock(filters, self.nf(0), label_size, mbstd_group_size,
+                                                 mbstd_num_features, mbstd_grouping, **common)
             else:
                 block = DiscriminatorBlock(filters, self.filters_at(res // 2), self.blur_filter,
-                                           name=f"block_{res}x{res}", dtype=policy)
-            block.build((None, res, res, filters))
-            setattr(self, f"from_rgb_{res}x{res}", from_rgb)
-            setattr(self, f"block_{res}x{res}", block)
+                                           **common)
+            block.build(from_rgb.compute_output_shape((None, res, res, num_channels)))
+            setattr(self, common["name"], block)
         self.built = True
 
-    def _build_model(self, res):
+    def make_model(self, res):
         images = keras.Input((res, res, self.num_channels), name="images")
-        x = self._block("block", res)(self._block("from_rgb", res)(images))
+        x = self.block_at(res)(self.from_rgb_at(res)(images))
         if res > 4:
-            old = self._block("from_rgb", res // 2)(layers.Downsample2D(name="downsample_old")(
-                images))
-            x = self.fade([old, x])
+            downsample = layers.Downsample2D(name="downsample_old", dtype=self.dtype_policy)
+            x = self.fade([self.from_rgb_at(res // 2)(downsample(images)), x])
             for r in reversed(self.resolutions[1:self.resolutions.index(res)]):
-                x = self._block("block", r)(x)
+                x = self.block_at(r)(x)
             x = self.block_4x4(x)
         return keras.Model(images, x, name=f"{self.name}_{res}x{res}")
+
+    def from_rgb_at(self, res):
+        return self.image_layer_at(res)
 
     def call(self, images):
         """[N, 1 + label_size] for full-resolution images at the current `fade_alpha`."""
         return self.model_for(self.resolution)(images)
 
     def summary_rows(self):
-        rows = []
+        rows, shapes = [], {}
         for res in reversed(self.resolutions):
-            from_rgb = self._block("from_rgb", res)
-            rows.append((from_rgb.name, (res, res, self.filters_at(res)), count_params(from_rgb)))
+            from_rgb = self.from_rgb_at(res)
+            shapes[res] = from_rgb.compute_output_shape((None, res, res, self.num_channels))
+            rows.append((from_rgb.name, shapes[res][1:], count_params(from_rgb)))
         for res in reversed(self.resolutions):
-            block = self._block("block", res)
-            rows += [(f"{block.name}/{n}", s, p)
-                     for n, s, p in block.summary_rows((None, res, res, self.filters_at(res)))]
+            block = self.block_at(res)
+            rows += [(f"{block.name}/{n}", s, p) for n, s, p in block.summary_rows(shapes[res])]
         return rows
 
     def get_config(self):

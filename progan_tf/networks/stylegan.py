@@ -13,13 +13,13 @@ Style mixing and truncation are pure functions here (`draw_mixing_cutoff`, `mix_
 import math
 
 import keras
+import tensorflow as tf  # the stateless draws with an explicit algorithm are TF's
 from keras import ops
 
 from progan_tf import layers
-from progan_tf.networks.base import Block, GrowingNetwork, count_params
+from progan_tf.networks.base import Block, GrowingGenerator, count_params
 from progan_tf.networks.progan import Discriminator
 
-_register = keras.saving.register_keras_serializable(package="progan_tf")
 
 BLUR_FILTER = (1, 2, 1)
 
@@ -29,7 +29,7 @@ def num_layers_at(res):
     return 2 * int(math.log2(res)) - 2
 
 
-@_register
+@layers.register
 class MappingNetwork(Block):
     """latents [N, latent_size] (+ labels [N, label_size]) -> dlatents [N, num_layers, D].
 
@@ -54,19 +54,25 @@ class MappingNetwork(Block):
         for index in range(mapping_layers):
             units = dlatent_size if index == mapping_layers - 1 else mapping_fmaps
             setattr(self, f"dense_{index}", layers.WeightScaledDense(
-                units, lrmul=mapping_lrmul, name=f"dense_{index}", dtype=self.dtype_policy))
+                units, lrmul=mapping_lrmul, seed=self.seed_for(f"dense_{index}"),
+                name=f"dense_{index}", dtype=self.dtype_policy))
 
     def build(self, input_shape=None):
         self.label_embedding = None
         if self.label_size:
             self.label_embedding = self.add_weight(
                 name="label_embedding", shape=(self.label_size, self.latent_size),
-                initializer=keras.initializers.RandomNormal(stddev=1.0))
-        features = self.latent_size * (2 if self.label_size else 1)
+                initializer=keras.initializers.RandomNormal(
+                    stddev=1.0, seed=self.seed_for("label_embedding")))
+        shape = self._first_dense_input_shape()
         for index in range(self.mapping_layers):
             dense = getattr(self, f"dense_{index}")
-            dense.build((None, features))
-            features = dense.units
+            dense.build(shape)
+            shape = dense.compute_output_shape(shape)
+
+    def _first_dense_input_shape(self):
+        """[N, latent_size], or [N, 2 latent_size] with the embedded labels concatenated."""
+        return (None, self.latent_size * (2 if self.label_size else 1))
 
     def call(self, latents, labels=None):
         x = latents
@@ -85,10 +91,13 @@ class MappingNetwork(Block):
     def summary_rows(self, input_shape=None):
         rows = []
         if self.label_size:
-            rows.append(("label_embedding", (self.latent_size,), self.label_size * self.latent_size))
+            rows.append(("label_embedding", (self.latent_size,),
+                         math.prod(self.label_embedding.shape)))
+        shape = self._first_dense_input_shape()
         for index in range(self.mapping_layers):
             dense = getattr(self, f"dense_{index}")
-            rows.append((f"dense_{index}", (dense.units,), count_params(dense)))
+            shape = dense.compute_output_shape(shape)
+            rows.append((dense.name, shape[1:], count_params(dense)))
         return rows
 
     def get_config(self):
@@ -100,21 +109,27 @@ class MappingNetwork(Block):
 
 
 class _StyledLayers(Block):
-    """Shared epilogue of the synthesis blocks (SPEC 3): noise, bias, lrelu, AdaIN(w_l)."""
+    """Shared epilogue of the synthesis blocks (SPEC 3): noise, bias, lrelu, AdaIN(w_l).
+
+    `noise` (None, "random" or "const") goes to every `NoiseInjection`: None = fresh noise when
+    training, else each layer's fixed noise image.
+    """
 
     def _make_epilogue(self, index):
         policy = self.dtype_policy
-        setattr(self, f"noise{index}", layers.NoiseInjection(name=f"noise{index}", dtype=policy))
+        setattr(self, f"noise{index}", layers.NoiseInjection(
+            seed=self.seed_for(f"noise{index}"), name=f"noise{index}", dtype=policy))
         setattr(self, f"bias{index}", layers.AddBias(name=f"bias{index}", dtype=policy))
-        setattr(self, f"adain{index}", layers.AdaIN(name=f"adain{index}", dtype=policy))
+        setattr(self, f"adain{index}", layers.AdaIN(
+            seed=self.seed_for(f"adain{index}"), name=f"adain{index}", dtype=policy))
 
     def _build_epilogue(self, index, shape, dlatent_size):
         getattr(self, f"noise{index}").build(shape)
         getattr(self, f"bias{index}").build(shape)
         getattr(self, f"adain{index}").build((shape, (None, dlatent_size)))
 
-    def _epilogue(self, index, x, dlatents):
-        x = getattr(self, f"noise{index}")(x)
+    def _epilogue(self, index, x, dlatents, noise):
+        x = getattr(self, f"noise{index}")(x, noise=noise)
         x = layers.lrelu(getattr(self, f"bias{index}")(x))
         return getattr(self, f"adain{index}")([x, dlatents[:, self.first_layer + index]])
 
@@ -123,7 +138,7 @@ class _StyledLayers(Block):
         return [(f"epilogue{index} (noise, bias, adain)", shape, sum(map(count_params, parts)))]
 
 
-@_register
+@layers.register
 class SynthesisInputBlock(_StyledLayers):
     """4x4: learned constant (ones) -> epilogue 0 -> conv 3x3 -> epilogue 1; uses dlatents
     [N, L, D] only for the batch size and w_0, w_1. Output [N, 4, 4, filters]."""
@@ -134,29 +149,30 @@ class SynthesisInputBlock(_StyledLayers):
         self.dlatent_size = dlatent_size
         self.first_layer = 0
         self._make_epilogue(0)
-        self.conv = layers.WeightScaledConv2D(filters, 3, use_bias=False, name="conv",
+        self.conv = layers.WeightScaledConv2D(filters, 3, use_bias=False,
+                                              seed=self.seed_for("conv"), name="conv",
                                               dtype=self.dtype_policy)
         self._make_epilogue(1)
 
     def build(self, input_shape=None):
-        shape = (None, 4, 4, self.filters)
+        shape = self.compute_output_shape((None,))
         self.const = self.add_weight(name="const", shape=(4, 4, self.filters), initializer="ones")
         self._build_epilogue(0, shape, self.dlatent_size)
         self.conv.build(shape)
         self._build_epilogue(1, shape, self.dlatent_size)
 
-    def call(self, dlatents):
+    def call(self, dlatents, noise=None):
         batch = ops.shape(dlatents)[0]
         x = ops.broadcast_to(ops.cast(self.const, self.compute_dtype)[None],
                              (batch, 4, 4, self.filters))
-        x = self._epilogue(0, x, dlatents)
-        return self._epilogue(1, self.conv(x), dlatents)
+        x = self._epilogue(0, x, dlatents, noise)
+        return self._epilogue(1, self.conv(x), dlatents, noise)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 4, 4, self.filters)
 
     def summary_rows(self, input_shape=None):
-        shape = (4, 4, self.filters)
+        shape = self.compute_output_shape((None,))[1:]
         return ([("const", shape, 16 * self.filters)] + self._epilogue_rows(0, shape)
                 + [("conv", shape, count_params(self.conv))] + self._epilogue_rows(1, shape))
 
@@ -164,7 +180,7 @@ class SynthesisInputBlock(_StyledLayers):
         return {**super().get_config(), "filters": self.filters, "dlatent_size": self.dlatent_size}
 
 
-@_register
+@layers.register
 class SynthesisBlock(_StyledLayers):
     """8x8 and up: [x [N, H, W, C], dlatents] -> [N, 2H, 2W, filters].
 
@@ -182,17 +198,18 @@ class SynthesisBlock(_StyledLayers):
         self.blur_filter = list(blur_filter) if blur_filter else None
         policy = self.dtype_policy
         self.conv0_up = layers.UpsampleConv2D(filters, 3, use_bias=False, fused=fused,
-                                              name="conv0_up", dtype=policy)
+                                              seed=self.seed_for("conv0_up"), name="conv0_up",
+                                              dtype=policy)
         self.blur = layers.Blur2D(self.blur_filter, name="blur", dtype=policy) \
             if self.blur_filter else None
         self._make_epilogue(0)
-        self.conv1 = layers.WeightScaledConv2D(filters, 3, use_bias=False, name="conv1",
+        self.conv1 = layers.WeightScaledConv2D(filters, 3, use_bias=False,
+                                               seed=self.seed_for("conv1"), name="conv1",
                                                dtype=policy)
         self._make_epilogue(1)
 
     def build(self, input_shape):
-        n, h, w, _ = input_shape
-        shape = (n, 2 * h, 2 * w, self.filters)
+        shape = self.compute_output_shape(input_shape)
         self.conv0_up.build(input_shape)
         if self.blur is not None:
             self.blur.build(shape)
@@ -200,21 +217,20 @@ class SynthesisBlock(_StyledLayers):
         self.conv1.build(shape)
         self._build_epilogue(1, shape, self.dlatent_size)
 
-    def call(self, x, dlatents):
+    def call(self, x, dlatents, noise=None):
         x = self.conv0_up(x)
         if self.blur is not None:
             x = self.blur(x)
-        x = self._epilogue(0, x, dlatents)
-        return self._epilogue(1, self.conv1(x), dlatents)
+        x = self._epilogue(0, x, dlatents, noise)
+        return self._epilogue(1, self.conv1(x), dlatents, noise)
 
-    def compute_output_shape(self, x_shape, dlatents_shape):
-        n, h, w, _ = x_shape
-        return (n, 2 * h, 2 * w, self.filters)
+    def compute_output_shape(self, x_shape, dlatents_shape=None):
+        return self.conv0_up.compute_output_shape(x_shape)
 
     def summary_rows(self, input_shape):
-        _, h, w, _ = input_shape
-        shape = (2 * h, 2 * w, self.filters)
-        return ([("conv0_up" + (" (fused)" if self.fused else ""), shape, count_params(self.conv0_up))]
+        shape = self.compute_output_shape(input_shape)[1:]
+        conv0_up = "conv0_up" + (" (fused)" if self.fused else "")
+        return ([(conv0_up, shape, count_params(self.conv0_up))]
                 + self._epilogue_rows(0, shape) + [("conv1", shape, count_params(self.conv1))]
                 + self._epilogue_rows(1, shape))
 
@@ -224,8 +240,8 @@ class SynthesisBlock(_StyledLayers):
                 "blur_filter": self.blur_filter}
 
 
-@_register
-class StyleGenerator(GrowingNetwork):
+@layers.register
+class StyleGenerator(GrowingGenerator):
     """StyleGAN generator: latents [N, latent_size] (+ labels) -> images [N, R, R, C].
 
     Args:
@@ -235,19 +251,22 @@ class StyleGenerator(GrowingNetwork):
         mapping_layers, mapping_fmaps, mapping_lrmul: mapping network (8, 512, 0.01).
         fused_min_resolution: first output resolution whose upsampling conv is fused (128).
         blur_filter: low-pass filter after upsampling ([1, 2, 1]; None disables).
+        seed, dtype: as ProGAN's `Generator` (neither is part of `get_config()`).
 
-    Models: `model_for(res)` (z -> images, no truncation), `mapping_model()` (z -> w per layer),
-    `synthesis_model_for(res)` (w per layer [N, num_layers, D] -> images). All variables exist
-    after the constructor; `dlatent_avg` is the non-trainable moving average of w.
+    Models: `model_for(res, noise)` (z -> images, no truncation), `mapping_model()` (z -> w per
+    layer), `synthesis_model_for(res, noise)` (w per layer [N, num_layers, D] -> images). `noise`:
+    None = fresh noise when called with training=True, else each layer's fixed noise image;
+    "random" = fresh noise on every call; "const" = the fixed images. All variables exist after
+    the constructor; `dlatent_avg` is the non-trainable moving average of w.
     """
 
     def __init__(self, resolution, num_channels=3, label_size=0, latent_size=512,
                  dlatent_size=512, mapping_layers=8, mapping_fmaps=512, mapping_lrmul=0.01,
                  fmap_base=8192, fmap_decay=1.0, fmap_max=512, fused_min_resolution=128,
-                 blur_filter=BLUR_FILTER, **kwargs):
+                 blur_filter=BLUR_FILTER, seed=None, **kwargs):
         kwargs.setdefault("name", "generator")
         super().__init__(resolution, num_channels, label_size, fmap_base, fmap_decay, fmap_max,
-                         **kwargs)
+                         seed=seed, **kwargs)
         self.latent_size = latent_size
         self.dlatent_size = dlatent_size
         self.mapping_layers = mapping_layers
@@ -256,25 +275,26 @@ class StyleGenerator(GrowingNetwork):
         self.fused_min_resolution = fused_min_resolution
         self.blur_filter = list(blur_filter) if blur_filter else None
         self.num_layers = num_layers_at(resolution)
-        policy = self.dtype_policy
         self.mapping = MappingNetwork(latent_size, label_size, dlatent_size, self.num_layers,
                                       mapping_layers, mapping_fmaps, mapping_lrmul,
-                                      name="mapping", dtype=policy)
+                                      seed=self.seed_for("mapping"), name="mapping",
+                                      dtype=self.dtype_policy)
         self.mapping.build()
         self.dlatent_avg = self.add_weight(name="dlatent_avg", shape=(dlatent_size,),
                                            initializer="zeros", trainable=False, autocast=False)
+        shape = (None, self.num_layers, dlatent_size)
         for res in self.resolutions:
-            filters = self.filters_at(res)
+            common = dict(name=f"block_{res}x{res}", seed=self.seed_for(f"block_{res}x{res}"),
+                          dtype=self.dtype_policy)
             if res == 4:
-                block = SynthesisInputBlock(filters, dlatent_size, name="block_4x4", dtype=policy)
-                block.build()
+                block = SynthesisInputBlock(self.filters_at(res), dlatent_size, **common)
             else:
-                block = SynthesisBlock(filters, num_layers_at(res) - 2, dlatent_size,
+                block = SynthesisBlock(self.filters_at(res), num_layers_at(res) - 2, dlatent_size,
                                        fused=res >= fused_min_resolution,
-                                       blur_filter=self.blur_filter, name=f"block_{res}x{res}",
-                                       dtype=policy)
-                block.build((None, res // 2, res // 2, self.filters_at(res // 2)))
-            self._add_block_and_to_rgb(res, block)
+                                       blur_filter=self.blur_filter, **common)
+            block.build(shape)
+            shape = block.compute_output_shape(shape)
+            self.add_block_and_to_rgb(res, block)
         self.built = True
 
     def _inputs(self):
@@ -283,59 +303,59 @@ class StyleGenerator(GrowingNetwork):
 
     def mapping_model(self):
         """latents (+ labels) -> dlatents [N, num_layers, dlatent_size] (cached)."""
-        if "mapping" not in self._cache.models:
+        def make():
             inputs, dlatents = self._inputs()
-            self._cache.models["mapping"] = keras.Model(
-                inputs[0] if len(inputs) == 1 else inputs, dlatents, name=f"{self.name}_mapping")
-        return self._cache.models["mapping"]
+            return keras.Model(inputs[0] if len(inputs) == 1 else inputs, dlatents,
+                               name=f"{self.name}_mapping")
+        return self.cached_model("mapping", make)
 
-    def _synthesis(self, dlatents, res):
-        x = self.block_4x4(dlatents)
-        for r in self.resolutions[1:self.resolutions.index(res)]:
-            x = self._block("block", r)(x, dlatents)
-        if res == 4:
-            return self.to_rgb_4x4(x)
-        old = layers.Upsample2D(name="upsample_old")(self._block("to_rgb", res // 2)(x))
-        new = self._block("to_rgb", res)(self._block("block", res)(x, dlatents))
-        return self.fade([old, new])
+    def _synthesis(self, dlatents, res, noise):
+        return self.grow_images(self.block_4x4(dlatents, noise=noise), res,
+                                lambda r, x: self.block_at(r)(x, dlatents, noise=noise))
 
-    def synthesis_model_for(self, res):
-        """dlatents [N, num_layers, dlatent_size] -> images [N, res, res, C] (cached)."""
-        self._check_resolution(res)
-        key = f"synthesis_{res}"
-        if key not in self._cache.models:
+    def _check(self, res, noise):
+        self.check_resolution(res)
+        if noise not in layers.NOISE_MODES:
+            raise ValueError(f"{self.name}: noise must be one of {layers.NOISE_MODES}, "
+                             f"received {noise!r}")
+
+    def synthesis_model_for(self, res, noise=None):
+        """dlatents [N, num_layers, dlatent_size] -> images [N, res, res, C], cached per
+        (res, noise)."""
+        self._check(res, noise)
+
+        def make():
             dlatents = keras.Input((self.num_layers, self.dlatent_size), name="dlatents")
-            self._cache.models[key] = keras.Model(dlatents, self._synthesis(dlatents, res),
-                                                  name=f"{self.name}_synthesis_{res}x{res}")
-        return self._cache.models[key]
+            return keras.Model(dlatents, self._synthesis(dlatents, res, noise),
+                               name=f"{self.name}_synthesis_{res}x{res}")
+        return self.cached_model(("synthesis", res, noise), make)
 
-    def _build_model(self, res):
+    def model_for(self, res, noise=None):
+        """latents (+ labels) -> images [N, res, res, C] without truncation, fading in from
+        res/2 by `fade_alpha`; cached per (res, noise)."""
+        self._check(res, noise)
+        return self.cached_model((res, noise), lambda: self.make_model(res, noise))
+
+    def make_model(self, res, noise=None):
         inputs, dlatents = self._inputs()
         return keras.Model(inputs[0] if len(inputs) == 1 else inputs,
-                           self._synthesis(dlatents, res), name=f"{self.name}_{res}x{res}")
+                           self._synthesis(dlatents, res, noise), name=f"{self.name}_{res}x{res}")
 
-    def call(self, latents, labels=None):
-        return self.model_for(self.resolution)(latents if labels is None else [latents, labels])
-
-    def noise_layers(self):
-        return [getattr(self._block("block", res), f"noise{i}")
-                for res in self.resolutions for i in (0, 1)]
-
-    def set_noise_mode(self, mode):
-        """"random": fresh noise every call (training); "const": each layer's fixed noise image."""
-        if mode not in ("random", "const"):
-            raise ValueError(f"noise mode must be 'random' or 'const', received {mode!r}")
-        for layer in self.noise_layers():
-            layer.randomize.assign(1.0 if mode == "random" else 0.0)
+    def call(self, latents, labels=None, noise=None):
+        model = self.model_for(self.resolution, noise)
+        return model(latents if labels is None else [latents, labels])
 
     def update_dlatent_avg(self, dlatents, beta=0.995):
         """dlatent_avg <- lerp(mean over the batch of w_0, dlatent_avg, beta) (SPEC 3)."""
         batch_avg = ops.mean(ops.cast(dlatents[:, 0], "float32"), axis=0)
         self.dlatent_avg.assign(batch_avg + beta * (self.dlatent_avg - batch_avg))
 
+    def counted_layers(self, res):
+        return [self.mapping] + super().counted_layers(res)
+
     def summary_rows(self):
         rows = [(f"mapping/{n}", s, p) for n, s, p in self.mapping.summary_rows()]
-        return rows + self._generator_rows(None)
+        return rows + self.synthesis_rows((None, self.num_layers, self.dlatent_size))
 
     def get_config(self):
         return {**super().get_config(), "latent_size": self.latent_size,
@@ -368,7 +388,6 @@ def truncate(dlatents, dlatent_avg, psi=0.7, cutoff=8):
 def draw_mixing_cutoff(num_active_layers, probability, seed):
     """Style-mixing crossover (SPEC 3): with `probability` a layer index drawn uniformly from
     [1, num_active_layers), else num_active_layers (no mixing). `seed`: stateless seed [2]."""
-    import tensorflow as tf  # stateless draws with an explicit algorithm are TF's
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
     mix = tf.random.stateless_uniform([], seeds[0], alg="philox") < probability
     upper = tf.maximum(tf.cast(num_active_layers, tf.int32), 2)

@@ -5,13 +5,9 @@ from progan_tf.networks.base import count_params
 
 def parameters_up_to(network, res):
     """Trainable parameters of `network`'s model at `res`: blocks <= res and one
-    toRGB/fromRGB per resolution <= res (SPEC 1.1 counting), plus a mapping network if any."""
-    network._check_resolution(res)
-    rgb = "to_rgb" if hasattr(network, "to_rgb_4x4") else "from_rgb"
-    mapping = getattr(network, "mapping", None)
-    return (count_params(mapping) if mapping is not None else 0) + sum(
-        count_params(network._block("block", r)) + count_params(network._block(rgb, r))
-        for r in network.resolutions if r <= res)
+    toRGB/fromRGB per resolution <= res (SPEC 1.1 counting), plus StyleGAN's mapping network:
+    the network's `counted_layers(res)`."""
+    return sum(count_params(layer) for layer in network.counted_layers(res))
 
 
 def format_summary(network):

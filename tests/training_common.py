@@ -1,13 +1,22 @@
-"""Tiny training set-ups shared by the trainer tests, and what tests/test_multiworker.py computes
+"""Tiny training set-ups shared by the training tests, and what tests/test_multiworker.py computes
 both in one process and in each worker process: initial D/G gradients and a few training steps
 of a tiny model on global batch 8. Importing it creates no TensorFlow devices (workers import it
-before their strategy exists)."""
+before their strategy exists).
+
+Tiny networks (fmap_base 64, fmap_max 16: 16/16/8 channels at 4/8/16), 16x16 grayscale images,
+global batch 8 (4 per replica on the two logical CPUs of conftest).
+"""
+
+import os
 
 import numpy as np
+import tensorflow as tf
 
 from progan_tf import config
-from progan_tf import trainer
+from progan_tf.training.sources import InMemorySource
+from progan_tf.training.steps import GanTrainer
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH = 8
 STEPS = 3
 
@@ -31,13 +40,53 @@ def tiny_images(num=32, resolution=16, channels=1, seed=0):
     return np.repeat(np.repeat(coarse, resolution // 4, axis=1), resolution // 4, axis=2)
 
 
+def one_device():
+    return tf.distribute.OneDeviceStrategy("/cpu:0")
+
+
+def first_batch(gan, source, resolution, minibatch=BATCH):
+    dataset = gan.distribute(lambda ctx: source.dataset(resolution, minibatch, 0, ctx))
+    return next(iter(dataset))
+
+
+def weights(variables):
+    return [v.numpy().copy() for v in variables]
+
+
+def copy_networks(source_gan, target_gan):
+    for name in ("generator", "generator_ema", "discriminator"):
+        for target, value in zip(getattr(target_gan, name).weights,
+                                 getattr(source_gan, name).weights):
+            target.assign(value)
+
+
+def write_pyramid(path, images_nhwc, labels=None):
+    """A dataset directory written by data_tools from [-1, 1] images [N, R, R, C]."""
+    from data_tools.pyramid import PyramidWriter
+    images = np.clip(np.rint((images_nhwc + 1) * 127.5), 0, 255).astype(np.uint8)
+    writer = PyramidWriter(str(path))
+    writer.add(images.transpose(0, 3, 1, 2))
+    if labels is not None:
+        writer.set_labels(labels)
+    writer.commit()
+    return str(path)
+
+
+def read_tensorboard(run_dir):
+    from tensorboard.backend.event_processing import event_accumulator
+    events = event_accumulator.EventAccumulator(
+        run_dir, size_guidance={event_accumulator.TENSORS: 0})
+    events.Reload()
+    return events
+
+
 def run_steps(cfg, strategy, steps):
     """{"d_grad/<path>": summed gradient, "g_grad/<path>": ..., "d_loss": [steps],
     "g_loss": [steps]}: gradients at the initial weights (nothing applied), then `steps`
     D+G steps at 8x8 while it fades in."""
-    source = trainer.InMemorySource(tiny_images())
-    gan = trainer.GanTrainer(cfg, strategy, 16, 1)
-    phase = cfg.schedule(16, strategy.num_replicas_in_sync).at(0.024)  # 8x8 fading in
+    source = InMemorySource(tiny_images())
+    gan = GanTrainer(cfg, strategy, 16, 1)
+    phase = cfg.build_schedule(16, strategy.num_replicas_in_sync).at(0.024)  # 8x8 fading in
     gan.apply_phase(phase)
     res = phase.resolution
     batches = iter(gan.distribute(lambda ctx: source.dataset(res, BATCH, 0, ctx)))

@@ -1,7 +1,6 @@
-"""StyleGAN in the trainer: mapping + mixing + dlatent_avg in the training forward, the EMA
+"""StyleGAN in training: mapping + mixing + dlatent_avg in the training forward, the EMA
 generator's fixed noise, checkpoints, export signatures, the style-mixing grid, rosinality's
-schedule, the architecture presets and a short `python -m progan_tf.train --architecture
-stylegan` run.
+schedule and flag files, and a short `python -m progan_tf.train --architecture stylegan` run.
 
 Tiny networks (fmap_base 64, fmap_max 16, latent 16, 2 mapping layers), 16x16 grayscale images,
 global batch 8.
@@ -16,16 +15,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from progan_tf import config
+import conftest
+from progan_tf import architectures
 from progan_tf import schedule
 from progan_tf.networks import stylegan
-from progan_tf import summaries
-from progan_tf import train
-from progan_tf import trainer
-from test_trainer import BATCH, first_batch, one_device, tiny_config, tiny_images, weights
-from test_trainer import read_tensorboard, write_pyramid
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from progan_tf.training import loop
+from progan_tf.training import rng
+from progan_tf.training.snapshots import Renderer
+from progan_tf.training.sources import InMemorySource
+from progan_tf.training.state import read_state
+from progan_tf.training.steps import DLATENT_MEAN, MIXING_CUTOFF, GanTrainer
+from training_common import BATCH, REPO, copy_networks, first_batch, one_device, \
+    read_tensorboard, tiny_config, tiny_images, weights, write_pyramid
 
 
 def style_config(tmp_path=None, **overrides):
@@ -37,8 +38,8 @@ def style_config(tmp_path=None, **overrides):
 
 def test_training_run_updates_dlatent_avg_restores_and_exports_four_signatures(tmp_path):
     cfg = style_config(tmp_path, total_kimg=0.064, export=True)
-    result = trainer.train(cfg, source=trainer.InMemorySource(tiny_images()),
-                           log_stream=open(os.devnull, "w"))
+    result = loop.train(cfg, source=InMemorySource(tiny_images()),
+                        log_stream=open(os.devnull, "w"))
     assert result.status == "done"
     run_dir = result.run_dir
     network = json.load(open(os.path.join(run_dir, "network.json")))
@@ -55,10 +56,10 @@ def test_training_run_updates_dlatent_avg_restores_and_exports_four_signatures(t
                for tag in ("Loss/G", "Loss/D", "Loss/r1_penalty")}
     for tag, values in scalars.items():
         assert values and np.all(np.isfinite(values)), tag
-    assert "Samples/style_mixing" in tags and "Train/mixing_cutoff" in tags
+    assert "Samples/style_mixing" in tags and MIXING_CUTOFF in tags
 
     # The checkpoint holds a moved dlatent_avg for G and (copied) for the EMA generator.
-    gan = trainer.GanTrainer(cfg, one_device(), 16, 1)
+    gan = GanTrainer(cfg, one_device(), 16, 1)
     assert np.all(gan.generator.dlatent_avg.numpy() == 0)
     gan.checkpoint.restore(tf.train.latest_checkpoint(
         os.path.join(run_dir, "checkpoints"))).assert_existing_objects_matched()
@@ -66,6 +67,7 @@ def test_training_run_updates_dlatent_avg_restores_and_exports_four_signatures(t
     assert np.all(np.isfinite(avg)) and np.abs(avg).max() > 1e-3
     assert np.abs(gan.generator_ema.dlatent_avg.numpy()).max() > 1e-3
     assert gan.state.values()["nimg"] == 64
+    assert read_state(os.path.join(run_dir, "checkpoints"))["nimg"] == 64
 
     loaded = tf.saved_model.load(result.export_dir)
     assert {"serving_default", "generate_seeds", "mapping", "synthesis"} <= set(
@@ -79,79 +81,82 @@ def test_training_run_updates_dlatent_avg_restores_and_exports_four_signatures(t
 
 def test_mixing_uses_a_second_latent_from_the_drawn_cutoff_and_dlatent_avg_follows_w():
     cfg = style_config(style_mixing_prob=1.0)
-    gan = trainer.GanTrainer(cfg, one_device(), 16, 1)
-    phase = cfg.schedule(16).at(0.0)
+    gan = GanTrainer(cfg, one_device(), 16, 1)
+    phase = cfg.build_schedule(16).at(0.0)
     gan.apply_phase(phase)
     assert phase.resolution == 8
     cutoffs = []
     for counter in range(6):
-        stats = {}
-        gan._fakes(tf.zeros([BATCH, 16]), None, tf.constant(counter, tf.int64),
-                   trainer._G_LATENTS, 8, BATCH, stats)
-        cutoffs.append(int(stats["_mixing_cutoff"]))
+        gan.state.g_steps.assign(counter)
+        _, stats = gan.g_gradients(8, BATCH)
+        cutoffs.append(float(stats[MIXING_CUTOFF]))
         # Mixing always on: the crossover lies in [1, num_layers_at(8) = 4).
-        assert 1 <= cutoffs[-1] < stylegan.num_layers_at(8)
-        # With z = 0, w_0 is the mapping of 0 for every sample: the batch mean is that w.
-        w0 = gan.generator.mapping_model()(tf.zeros([1, 16]))[0, 0]
-        np.testing.assert_allclose(stats["_dlatent_mean"], w0, rtol=1e-5, atol=1e-6)
+        assert cutoffs[-1] in range(1, stylegan.num_layers_at(8))
+        # The mean of w_0 over the step's latents.
+        latents = gan.random.latents(counter, rng.G_LATENTS, BATCH, 16)
+        mean = gan.generator.mapping_model()(latents)[:, 0].numpy().mean(0)
+        np.testing.assert_allclose(stats[DLATENT_MEAN], mean, rtol=1e-5, atol=1e-6)
     assert len(set(cutoffs)) > 1  # a different draw per step counter
-    never = trainer.GanTrainer(style_config(style_mixing_prob=0.0), one_device(), 16, 1)
-    stats = {}
-    never._fakes(tf.zeros([BATCH, 16]), None, tf.constant(0, tf.int64), trainer._G_LATENTS, 8,
-                 BATCH, stats)
-    assert "_mixing_cutoff" not in stats
+    never = GanTrainer(style_config(style_mixing_prob=0.0), one_device(), 16, 1)
+    never.apply_phase(phase)
+    assert MIXING_CUTOFF not in never.g_gradients(8, BATCH)[1]
+
+    # The same crossover is used: the images of the mixed forward pass equal the synthesis of
+    # w with the layers from the cutoff on taken from the second latents' w.
+    counter = tf.constant(0, tf.int64)
+    latents = gan.random.latents(counter, rng.G_LATENTS, BATCH, 16)
+    second = gan.random.mixing_latents(counter, rng.G_LATENTS, BATCH, 16)
+    mixing = architectures.StyleMixing(second, gan.random.mixing_key(counter, rng.G_LATENTS),
+                                       1.0)
+    images, extras = gan.arch.fakes(gan.generator_ema, latents, 8, mixing)
+    mapping = gan.generator_ema.mapping_model()
+    w, w2 = mapping(latents).numpy(), mapping(second).numpy()
+    w[:, int(extras["mixing_cutoff"]):] = w2[:, int(extras["mixing_cutoff"]):]
+    expected = gan.generator_ema.synthesis_model_for(8)(w, training=True)
+    np.testing.assert_allclose(images, expected, rtol=1e-5, atol=1e-5)
 
     # A G step moves dlatent_avg by (1 - 0.995) towards the batch mean of w_0.
+    gan.state.g_steps.assign(0)
     before = gan.generator.dlatent_avg.numpy().copy()
-    latents = gan._latents(gan.state.g_steps.read_value(), trainer._G_LATENTS, BATCH)
+    latents = gan.random.latents(0, rng.G_LATENTS, BATCH, 16)
     mean = gan.generator.mapping_model()(latents)[:, 0].numpy().mean(0)
     stats, applied = gan.g_step(8, BATCH)
-    assert bool(applied) and "Train/mixing_cutoff" in stats and "_dlatent_mean" not in stats
+    assert bool(applied) and MIXING_CUTOFF in stats and DLATENT_MEAN not in stats
     np.testing.assert_allclose(gan.generator.dlatent_avg.numpy(),
                                mean + 0.995 * (before - mean), rtol=1e-4, atol=1e-6)
 
 
-def test_ema_generator_keeps_fixed_noise_and_copies_dlatent_avg():
+def set_noise_strengths(generator, value):
+    for variable in generator.trainable_variables:
+        if "/noise" in variable.path:
+            variable.assign(tf.fill(variable.shape, value))
+
+
+def test_training_draws_fresh_noise_and_the_ema_generator_renders_its_fixed_noise():
     cfg = style_config()
-    source = trainer.InMemorySource(tiny_images())
-    gan = trainer.GanTrainer(cfg, one_device(), 16, 1)
-    gan.apply_phase(cfg.schedule(16).at(0.0))
-    assert all(layer.randomize.numpy() == 1.0 for layer in gan.generator.noise_layers())
-    assert all(layer.randomize.numpy() == 0.0 for layer in gan.generator_ema.noise_layers())
+    source = InMemorySource(tiny_images())
+    gan = GanTrainer(cfg, one_device(), 16, 1)
+    gan.apply_phase(cfg.build_schedule(16).at(0.0))
+    latents = np.random.default_rng(0).standard_normal((2, 16)).astype(np.float32)
+    for generator in (gan.generator, gan.generator_ema):
+        set_noise_strengths(generator, 0.5)
+    # The training forward pass: new noise on each call.
+    first, _ = gan.arch.fakes(gan.generator, latents, 8)
+    second, _ = gan.arch.fakes(gan.generator, latents, 8)
+    assert not np.allclose(first, second)
+    render = Renderer(gan.generator_ema, 0)
+    np.testing.assert_array_equal(render(latents, None, 8), render(latents, None, 8))
+
     gan.generator.dlatent_avg.assign(tf.fill([16], 0.5))
     live = weights(gan.generator.trainable_variables)
     _, applied = gan.d_step(first_batch(gan, source, 8), 8, BATCH, ema_beta=0.0)
     assert bool(applied)
-    # beta 0: the EMA copies G; the noise switch stays "const" on the EMA generator.
+    # beta 0: the EMA copies G, non-trainables (dlatent_avg, fixed noise) included; it still
+    # renders fixed noise.
     for ema, value in zip(gan.generator_ema.trainable_variables, live):
         np.testing.assert_allclose(ema.numpy(), value, rtol=1e-6, atol=1e-7)
-    assert all(layer.randomize.numpy() == 0.0 for layer in gan.generator_ema.noise_layers())
     np.testing.assert_allclose(gan.generator_ema.dlatent_avg.numpy(), 0.5)
-    latents = np.random.default_rng(0).standard_normal((2, 16)).astype(np.float32)
-    first = gan.render(latents, None, 8)
-    np.testing.assert_array_equal(gan.render(latents, None, 8), first)  # fixed noise
-
-
-def test_style_mixing_tiles_follow_figure_3():
-    # mapping: w = z broadcast to 4 layers; synthesis: image value = sum over layers of
-    # (layer + 1) * w_l[0], so each tile's value says which source gave which layer.
-    def mapping(latents):
-        return np.repeat(np.asarray(latents)[:, None, :], 4, axis=1)
-
-    def synthesis(dlatents):
-        value = (np.asarray(dlatents)[:, :, 0] * np.arange(1, 5)).sum(1)
-        return np.tile(value[:, None, None, None], (1, 2, 2, 1)).astype(np.float32)
-
-    columns = np.array([[1.0], [2.0]])
-    rows = np.array([[10.0], [20.0], [30.0]])
-    tiles = summaries.style_mixing_tiles(mapping, synthesis, columns, rows, layers=[0, 1])
-    values = tiles[:, 0, 0, 0].reshape(4, 3)
-    assert values[0, 0] == -1.0  # black corner
-    np.testing.assert_array_equal(values[0, 1:], [10.0, 20.0])  # column sources: 1+2+3+4 = 10
-    np.testing.assert_array_equal(values[1:, 0], [100.0, 200.0, 300.0])
-    # Row 10, column 2: layers 0, 1 from the column (2 * (1 + 2)), 2, 3 from the row.
-    assert values[1, 2] == 2 * 3 + 10 * 7
-    assert values[3, 1] == 1 * 3 + 30 * 7
+    np.testing.assert_array_equal(render(latents, None, 8), render(latents, None, 8))
 
 
 def test_rosinality_schedule_fades_in_each_resolution_then_stabilises():
@@ -183,25 +188,6 @@ def test_rosinality_schedule_fades_in_each_resolution_then_stabilises():
     assert big.at(4 * 1200 + 700.0).g_lrate == 0.0015 and big.at(0.0).g_lrate == 0.001
 
 
-def test_architecture_and_schedule_presets_apply_only_to_flags_not_given():
-    base = {"architecture": "stylegan", "schedule": "progan", "loss": "wgan_gp",
-            "ema_kimg": 0.0, "lod_initial_resolution": 4, "total_kimg": 12000,
-            "lrate_dict": "1024:0.0015"}
-    values = train.apply_preset_defaults(base, given={"architecture", "loss"})
-    assert values["loss"] == "wgan_gp"  # given: kept
-    assert values["ema_kimg"] == 10.0 and values["lod_initial_resolution"] == 8
-    assert values["total_kimg"] == 25000
-    assert values["lrate_dict"] == "128:0.0015,256:0.002,512:0.003,1024:0.003"
-    ros = config.preset_defaults("stylegan", "rosinality")
-    assert ros["minibatch_dict"] == {4: 512, 8: 256, 16: 128, 32: 64, 64: 32, 128: 32, 256: 32}
-    assert ros["lod_training_kimg"] == ros["lod_transition_kimg"] == 600
-    assert config.preset_defaults("progan") == {}
-    with pytest.raises(config.ConfigError, match="--schedule"):
-        config.TrainConfig(data_dir="x", schedule_name="linear")
-    with pytest.raises(config.ConfigError, match="--style_mixing_prob"):
-        config.TrainConfig(data_dir="x", style_mixing_prob=1.5)
-
-
 def test_command_line_trains_stylegan_and_writes_its_network_json(tmp_path):
     data_dir = write_pyramid(tmp_path / "blobs-16", tiny_images(32))
     results = tmp_path / "results"
@@ -231,36 +217,36 @@ def test_command_line_trains_stylegan_and_writes_its_network_json(tmp_path):
 def test_stylegan_flag_files_hold_nvidias_and_rosinalitys_settings():
     from test_train import parse
     nvidia = parse(f"--flagfile={REPO}/configs/stylegan-ffhq-1024.flags")
-    assert (nvidia.architecture, nvidia.schedule_name, nvidia.loss) == (
+    assert (nvidia.architecture, nvidia.schedule, nvidia.loss) == (
         "stylegan", "progan", "logistic_r1")
     assert (nvidia.lod_initial_resolution, nvidia.total_kimg, nvidia.ema_kimg) == (8, 25000, 10)
-    assert nvidia.schedule(1024).kimg_fully_grown() == 8400
+    assert nvidia.build_schedule(1024).kimg_fully_grown() == 8400
     assert dict(nvidia.lrate_dict) == schedule.STYLEGAN_LRATE_DICT
     ros = parse(f"--flagfile={REPO}/configs/stylegan-rosinality.flags")
-    assert ros.schedule_name == "rosinality" and not ros.reset_optimizer_on_lod_change
-    phase = ros.schedule(1024).at(1500.0)
+    assert ros.schedule == "rosinality" and not ros.reset_optimizer_on_lod_change
+    phase = ros.build_schedule(1024).at(1500.0)
     assert (phase.resolution, phase.minibatch) == (16, 128)
     assert phase.fade_alpha == pytest.approx(0.5, abs=1e-5)
     quick = parse(f"--flagfile={REPO}/configs/stylegan-quickstart.flags")
     assert quick.architecture == "stylegan"
-    assert quick.schedule(32).at(quick.total_kimg).resolution == 32
+    assert quick.build_schedule(32).at(quick.total_kimg).resolution == 32
 
 
 def test_two_replicas_mix_and_average_w_as_one_device():
-    from test_trainer import copy_networks, two_replicas
     cfg = style_config(style_mixing_prob=1.0)
-    single = trainer.GanTrainer(cfg, one_device(), 16, 1)
-    mirrored = trainer.GanTrainer(cfg, two_replicas(), 16, 1)
+    single = GanTrainer(cfg, one_device(), 16, 1)
+    mirrored = GanTrainer(cfg, conftest.two_replicas(), 16, 1)
     copy_networks(single, mirrored)
     for gan in (single, mirrored):
-        gan.apply_phase(cfg.schedule(16).at(0.0))
+        gan.apply_phase(cfg.build_schedule(16).at(0.0))
     g_grads_1, stats_1 = single.g_gradients(8, BATCH)
     g_grads_2, stats_2 = mirrored.g_gradients(8, BATCH)
     # Each replica maps its half of the same global latents: the summed partial means are the
-    # global mean of w_0, and both replicas drew the same crossover.
-    np.testing.assert_allclose(stats_2["_dlatent_mean"], stats_1["_dlatent_mean"], rtol=1e-5,
+    # global mean of w_0, and both replicas drew the crossover of one device.
+    np.testing.assert_allclose(stats_2[DLATENT_MEAN], stats_1[DLATENT_MEAN], rtol=1e-5,
                                atol=1e-6)
-    assert int(stats_2["_mixing_cutoff"]) == 2 * int(stats_1["_mixing_cutoff"])
+    assert float(stats_2[MIXING_CUTOFF]) == float(stats_1[MIXING_CUTOFF])
+    assert float(stats_1[MIXING_CUTOFF]).is_integer()
     # Training noise is drawn by each replica's noise layers (not keyed by the step counter), so
     # only the noise strengths' gradients differ; at init (strength 0) the images do not.
     compared = [path for path in g_grads_1 if "/noise" not in path]
@@ -271,6 +257,6 @@ def test_two_replicas_mix_and_average_w_as_one_device():
                                    err_msg=path)
     stats, applied = mirrored.g_step(8, BATCH)
     assert bool(applied)
-    mean = stats_1["_dlatent_mean"].numpy()
+    mean = stats_1[DLATENT_MEAN].numpy()
     np.testing.assert_allclose(mirrored.generator.dlatent_avg.numpy(), 0.005 * mean, rtol=1e-4,
                                atol=1e-7)

@@ -1,0 +1,432 @@
+"""The training loop (`train`): one iteration after another on the schedule, the end of each tick
+(progress line, TensorBoard, grids, metrics, checkpoint), and the stop (done, signal, non-finite
+steps, bad data, a lost worker), in that order below.
+
+An iteration is `minibatch_repeats` times (`d_repeats` D steps, then one G step) at one schedule
+phase; the phase (lod, fade-in alpha, minibatch, learning rates) is re-evaluated from the images
+shown before each iteration. Every counter lives in the TrainingState, which the checkpoint saves.
+"""
+
+import collections
+import dataclasses
+import os
+import re
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from exports import saved_model as export_lib
+from progan_tf import metrics as metrics_lib
+from progan_tf import schedule as schedule_lib
+from progan_tf import summaries
+from progan_tf.training import distribute
+from progan_tf.training import run_dir as run_dir_lib
+from progan_tf.training import snapshots as snapshots_lib
+from progan_tf.training import sources
+from progan_tf.training.run_dir import TrainingError
+from progan_tf.training.steps import GanTrainer, ema_beta_for
+from progan_tf.utils.files import write_atomic
+from progan_tf.utils.progress import ProgressBar, progress_line
+
+__all__ = ["TrainResult", "TrainingError", "train"]
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """run_dir: the run directory; status: "done" or "interrupted"; kimg: images shown / 1000
+    at the end; signal: the signal number when interrupted; export_dir: the SavedModel version
+    written at the end (None without --export or on a non-chief worker)."""
+
+    run_dir: str
+    status: str
+    kimg: float
+    signal: int | None = None
+    export_dir: str | None = None
+
+
+def train(cfg, source=None, strategy=None, flags=None, log_stream=None):
+    """Runs (or resumes) training as `cfg` describes; returns a TrainResult.
+
+    source: data source (default: the dataset directory of cfg.data_dir); strategy: a
+    tf.distribute strategy (default from cfg.strategy); flags: the dict written to flags.json
+    (default cfg.to_json_dict()); log_stream: where messages go besides log.txt (stdout).
+    """
+    try:
+        run = _Run(cfg, *_source_and_strategy(cfg, source, strategy, log_stream), log_stream)
+    except TrainingError:
+        raise
+    except ValueError as error:  # bad flags or data: one clear line, before any work
+        raise TrainingError(str(error)) from error
+    try:
+        run.open(flags if flags is not None else cfg.to_json_dict())
+        with _StopRequest(run.log) as stop:
+            return _loop(run, stop)
+    except tf.errors.OpError as error:
+        if not run.multi_worker:
+            raise
+        where = run.run_dir or cfg.results_dir
+        raise TrainingError(
+            f"--strategy=multi_worker: lost a peer worker ({type(error).__name__}: "
+            f"{_first_line(error)}); stopped. Restart every worker with --resume=auto to "
+            f"continue from the last checkpoint in {where}") from None
+    finally:
+        run.close()
+
+
+def _source_and_strategy(cfg, source, strategy, log_stream):
+    if strategy is None and cfg.strategy == "multi_worker":  # before any TensorFlow op
+        strategy = distribute.make_strategy(cfg.strategy, cfg.worker_timeout_sec)
+    if source is None:
+        source = sources.open_source(
+            cfg, lambda message: print(message, file=log_stream or sys.stdout, flush=True))
+    sources.check_data(cfg, source)
+    if strategy is None:
+        strategy = distribute.make_strategy(cfg.strategy, cfg.worker_timeout_sec)
+    if cfg.xla and not isinstance(strategy, tf.distribute.OneDeviceStrategy):
+        raise ValueError("--xla: jit compilation needs --strategy=one_device (it fails "
+                         "inside MirroredStrategy.run)")
+    return source, strategy
+
+
+def _loop(run, stop):
+    state, total_nimg = run.state, int(round(run.cfg.total_kimg * 1000))
+    run.start()
+    while _nimg(state) < total_nimg:
+        phase = run.schedule.at(_nimg(state) / 1000.0)
+        _iteration(run, phase)
+        nimg, tick_nimg = _nimg(state), _nimg(state) - state.tick_start_nimg.numpy().item()
+        done = nimg >= total_nimg
+        run.progress.update(tick_nimg / (phase.tick_kimg * 1000.0),
+                            f"tick {state.tick.numpy() + 1} kimg {nimg / 1000:.1f} "
+                            f"lod {phase.lod:.2f}")
+        if tick_nimg >= phase.tick_kimg * 1000 or done:
+            _end_of_tick(run, phase, done)
+        if stop.signum is not None and not done:
+            return _stop(run, stop.signum)
+    return _finish(run)
+
+
+def _nimg(state):
+    return state.nimg.numpy().item()
+
+
+# ------------------------------------------------------------------------------------------------
+# One iteration.
+
+
+def _iteration(run, phase):
+    """minibatch_repeats x (d_repeats D steps + 1 G step) at `phase`; then the skipped steps
+    are counted and too many in a row stop the run."""
+    cfg, trainer, state = run.cfg, run.trainer, run.state
+    trainer.apply_phase(phase)
+    batches = run.batches(phase)
+    beta = ema_beta_for(cfg, phase.minibatch)
+    applied = {"d": [], "g": []}
+    try:
+        for _ in range(cfg.minibatch_repeats):
+            for _ in range(cfg.d_repeats):
+                stats, ok = trainer.d_step(next(batches), phase.resolution, phase.minibatch,
+                                           beta)
+                applied["d"].append(ok)
+                run.collect(stats)
+                state.advance(phase.minibatch)
+            stats, ok = trainer.g_step(phase.resolution, phase.minibatch)
+            applied["g"].append(ok)
+            run.collect(stats)
+    except tf.errors.InvalidArgumentError as error:
+        where = bad_record(error)
+        if where is None:
+            raise
+        path = run.save_checkpoint()  # holds every completed D step and the position after it
+        raise TrainingError(f"bad training data: {where}; stopped at kimg "
+                            f"{_nimg(state) / 1000:.1f} with checkpoint {path}. Rebuild or repair "
+                            f"the dataset (python -m data_tools verify) before resuming.") from None
+    for network, flags in applied.items():
+        state.count_skipped(network, flags)
+    _check_nonfinite(run)
+
+
+def bad_record(error):
+    """"<file>: record <i> at byte offset <o> ..." from a data reader error, else None."""
+    match = re.search(r"([^\s\[]+: record \d+ at byte offset \d+ (?:cannot be read|does not hold)"
+                      r"[^\]\n]*)", str(error))
+    return match.group(1).rstrip(" .'\"") if match else None
+
+
+def _check_nonfinite(run):
+    in_a_row = run.state.nonfinite_in_a_row()
+    limit = run.cfg.max_nonfinite_steps + run.trainer.loss_scale.nonfinite_allowance()
+    if in_a_row >= limit:
+        path = run.save_checkpoint()
+        raise TrainingError(
+            f"{in_a_row} training steps in a row had non-finite gradients and were skipped "
+            f"(at kimg {_nimg(run.state) / 1000:.1f}); stopped. The last good state is in {path}; "
+            f"lower the learning rate or check the data before resuming.")
+
+
+# ------------------------------------------------------------------------------------------------
+# End of a tick.
+
+
+def _end_of_tick(run, phase, done):
+    """Progress line and TensorBoard scalars of the tick; grids, metrics and a checkpoint every
+    so many ticks (and when done)."""
+    cfg, state = run.cfg, run.state
+    tick_nimg = _nimg(state) - state.tick_start_nimg.numpy().item()
+    state.start_tick()
+    tick, nimg = state.tick.numpy().item(), _nimg(state)
+    timing = run.clock.end_tick(tick_nimg)
+    run.progress.clear()
+    run.log(progress_line(tick, nimg / 1000.0, phase.lod, phase.resolution, phase.minibatch,
+                          timing["Timing/total_sec"], timing["Timing/sec_per_tick"],
+                          timing["Timing/sec_per_kimg"], timing["Timing/img_per_sec"],
+                          timing["Timing/maintenance_sec"]))
+    scalars = {tag: float(np.mean([v.numpy() for v in values]))
+               for tag, values in run.tick_stats.items()}
+    run.tick_stats.clear()
+    scalars.update(timing)
+    scalars.update({
+        "Progress/tick": tick, "Progress/kimg": nimg / 1000.0, "Progress/lod": phase.lod,
+        "Progress/resolution": phase.resolution, "Progress/alpha": phase.fade_alpha,
+        "Progress/minibatch": phase.minibatch, "Train/lr_G": phase.g_lrate,
+        "Train/lr_D": phase.d_lrate, "Train/skipped_steps": state.skipped_steps.numpy().item()})
+    run.tensorboard.scalars(scalars, nimg)
+    if tick % cfg.image_snapshot_ticks == 0 or done:
+        run.snapshots.fakes(nimg, phase.resolution)
+    if tick % cfg.metrics_ticks == 0 or done:
+        run.run_metrics(nimg, phase.resolution)
+    if tick % cfg.checkpoint_ticks == 0 or done:
+        run.save_checkpoint()
+    run.tensorboard.flush()
+    run.clock.start_tick()
+
+
+class _Clock:
+    """Wall-clock times of the run: training time over all sessions, the current tick, and the
+    maintenance (grids, metrics, checkpoint) after the previous tick."""
+
+    def __init__(self, train_seconds):
+        now = time.time()
+        self.train_start = now - train_seconds
+        self.tick_start = self.maintenance_start = now
+
+    def total(self):
+        return time.time() - self.train_start
+
+    def end_tick(self, tick_nimg):
+        """Timing/* scalars of the tick that showed `tick_nimg` images."""
+        now = time.time()
+        tick_sec = now - self.tick_start
+        maintenance_sec = max(self.tick_start - self.maintenance_start, 0.0)
+        self.maintenance_start = now
+        return {"Timing/total_sec": now - self.train_start, "Timing/sec_per_tick": tick_sec,
+                "Timing/sec_per_kimg": tick_sec / max(tick_nimg / 1000.0, 1e-9),
+                "Timing/img_per_sec": tick_nimg / max(tick_sec, 1e-9),
+                "Timing/maintenance_sec": maintenance_sec}
+
+    def start_tick(self):
+        self.tick_start = time.time()
+
+
+# ------------------------------------------------------------------------------------------------
+# Stop.
+
+
+def _stop(run, signum):
+    """After SIGINT/SIGTERM: a checkpoint, and how to continue."""
+    path = run.save_checkpoint()
+    run.progress.clear()
+    kimg = _nimg(run.state) / 1000.0
+    run.log(f"Stopped at kimg {kimg:.1f}; checkpoint {path}. Continue with "
+            f"--resume={run.run_dir}")
+    return TrainResult(run.run_dir, "interrupted", kimg, signal=signum)
+
+
+def _finish(run):
+    """At --total_kimg: the last checkpoint, the export and DONE_FILE."""
+    kimg = _nimg(run.state) / 1000.0
+    # The resolution trained last (the schedule at nimg may already name the next one).
+    last_lod = max(float(run.state.prev_lod.numpy()), 0.0)
+    resolution = schedule_lib.resolution_at_lod(last_lod, run.schedule.resolution)
+    if not run.checkpoints.saved and not run.resumed:
+        run.save_checkpoint()
+    export_dir = None
+    if run.chief:
+        if run.cfg.export:
+            export_dir = run.export(resolution)
+            run.log(f"Exported the EMA generator to {export_dir}")
+        write_atomic(os.path.join(run.run_dir, run_dir_lib.DONE_FILE), b"")
+    run.log(f"Training done at kimg {kimg:.1f}")
+    return TrainResult(run.run_dir, "done", kimg, export_dir=export_dir)
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM handler: the first signal asks the loop to checkpoint and stop; a second
+    SIGINT interrupts at once."""
+
+    def __init__(self, log):
+        self.signum = None
+        self._log = log
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        del frame
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        self._log(f"Received {signal.Signals(signum).name}: saving a checkpoint and stopping "
+                  f"(press Ctrl-C again to abort without saving)")
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _first_line(error):
+    return str(error).strip().splitlines()[0][:300]
+
+
+# ------------------------------------------------------------------------------------------------
+# The run: trainer, run directory, writers.
+
+
+def check_metrics(cfg, source):
+    """Metric names of --metrics, checked (needs the dataset directory for the reals)."""
+    if not cfg.metrics:
+        return []
+    names = metrics_lib.parse_metric_names(",".join(cfg.metrics))
+    if not isinstance(source, sources.PyramidSource):
+        raise ValueError("--metrics: needs a dataset directory (--data_dir) for the reals")
+    return names
+
+
+class _Run:
+    """One `train` call: the trainer, its state, the run directory and the writers.
+
+    Only the chief looks at the results directory (the other workers may not share its file
+    system); it broadcasts the restored state to them (see `open`).
+    """
+
+    def __init__(self, cfg, source, strategy, log_stream):
+        self.cfg, self.source, self.strategy = cfg, source, strategy
+        self.chief = distribute.is_chief(strategy)
+        self.multi_worker = distribute.is_multi_worker(strategy)
+        self.schedule = cfg.build_schedule(source.resolution, strategy.num_replicas_in_sync)
+        self.schedule.check_minibatches()
+        self.log = summaries.RunLog(stream=log_stream)
+        self.metric_names = check_metrics(cfg, source)
+        self.trainer = GanTrainer(cfg, strategy, source.resolution, source.num_channels,
+                                  source.label_size, source.labels)
+        self.state = self.trainer.state
+        self.resume_dir = run_dir_lib.resolve_resume(cfg) if self.chief else None
+        self.run_dir = self.resume_dir
+        if self.chief and not self.resume_dir:
+            self.run_dir = run_dir_lib.create_run_dir(cfg.results_dir, cfg.run_desc)
+        self.tensorboard = self.checkpoints = self.snapshots = self.clock = None
+        self.resumed = False
+        self.progress = ProgressBar()
+        self.tick_stats = collections.defaultdict(list)
+        self._batches, self._batches_key = None, None
+
+    def _path(self, name):
+        return os.path.join(self.run_dir, name)
+
+    def open(self, flags):
+        """Log, network.json and flags.json (new run) or their check (resume), TensorBoard,
+        checkpoints; restores the newest checkpoint when resuming."""
+        network = self.trainer.network_json()
+        if self.chief:
+            self.log.open(self._path(run_dir_lib.LOG_FILE))
+            if self.resume_dir:
+                run_dir_lib.check_network(self.run_dir, network)
+            else:
+                run_dir_lib.write_new_run(self.run_dir, network, flags)
+        self.tensorboard = summaries.TensorBoard(self.run_dir if self.chief else None)
+        self.checkpoints = run_dir_lib.Checkpoints(self.trainer.checkpoint,
+                                                   self.run_dir if self.chief else None,
+                                                   self.cfg.keep_checkpoints)
+        if self.resume_dir:
+            path = self.checkpoints.restore_latest()
+            self.log(f"Resuming {self.run_dir} from {os.path.basename(path)} at kimg "
+                     f"{_nimg(self.state) / 1000:.1f}")
+        elif self.chief:
+            self.log(f"Saving results to {self.run_dir}")
+        if self.multi_worker and self.cfg.resume:
+            self.trainer.broadcast_from_chief(self.chief)
+        # True on every worker when the chief resumed (the state says a phase was applied).
+        self.resumed = float(self.state.prev_lod.numpy()) >= 0
+        renderer = snapshots_lib.Renderer(self.trainer.generator_ema, self.trainer.label_size)
+        self.snapshots = snapshots_lib.Snapshots(
+            self.cfg, self.trainer.arch, self.source, renderer, self.trainer.latent_size,
+            self.run_dir if self.chief else None, self.tensorboard)
+
+    def start(self):
+        """The reals grid; for a new run the first phase and its fakes grid; the clock."""
+        self.snapshots.reals()
+        if not self.resumed:
+            phase = self.schedule.at(0.0)
+            self.trainer.apply_phase(phase)
+            self.snapshots.fakes(0, phase.resolution)
+        self.clock = _Clock(self.state.train_seconds.numpy().item())
+
+    def batches(self, phase):
+        """Iterator of distributed batches at the phase's resolution and minibatch, from the
+        state's data position when either changed."""
+        key = (phase.resolution, phase.minibatch)
+        if key != self._batches_key:
+            start = self.state.data_position.numpy().item()
+
+            def dataset_fn(context):
+                return self.source.dataset(phase.resolution, phase.minibatch, start, context)
+
+            self._batches = iter(self.trainer.distribute(dataset_fn))
+            self._batches_key = key
+        return self._batches
+
+    def collect(self, stats):
+        for tag, value in stats.items():
+            self.tick_stats[tag].append(value)
+
+    def save_checkpoint(self):
+        """Saves a checkpoint (every worker calls it); returns its path."""
+        self.state.train_seconds.assign(self.clock.total())
+        return self.checkpoints.save()
+
+    def run_metrics(self, nimg, resolution):
+        """Computes --metrics on the EMA generator (only once it is fully grown)."""
+        if not self.metric_names or not self.chief or resolution != self.source.resolution:
+            return
+        reals = metrics_lib.RealImages(self.cfg.data_dir, mirror=self.cfg.mirror_augment,
+                                       seed=self.cfg.seed)
+        generator = metrics_lib.generator_from_network(self.trainer.generator_ema, resolution)
+        results = metrics_lib.compute_metrics(self.metric_names, generator=generator, reals=reals,
+                                              num=self.cfg.metrics_num or None,
+                                              seed=self.cfg.seed, progress_stream=None)
+        metrics_lib.append_jsonl(self._path(run_dir_lib.METRICS_JSONL), results,
+                                 kimg=nimg / 1000.0)
+        metrics_lib.write_tensorboard(self.tensorboard.writer, results, step=nimg)
+        for line in metrics_lib.format_results(results):
+            self.log(line)
+
+    def export(self, resolution):
+        """Exports the EMA generator at `resolution` as a SavedModel; returns its directory."""
+        return export_lib.export_generator(
+            self.trainer.generator_ema, self._path(run_dir_lib.EXPORT_DIR),
+            self.cfg.export_model_name, resolution=resolution,
+            meta={"training_kimg": _nimg(self.state) / 1000, "flags": self.cfg.to_json_dict()})
+
+    def close(self):
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        self.progress.clear()
+        self.log.close()

@@ -1,0 +1,360 @@
+"""The GAN steps (`GanTrainer`): networks, optimizers, generator EMA and the distributed
+discriminator and generator steps of one run.
+
+One training iteration, as in [PG] train.py: `d_repeats` discriminator steps, each followed by the
+generator EMA update, then one generator step.
+
+A step runs in two `strategy.run` calls (SPEC 10): the first computes each replica's gradients and
+returns them with the number of non-finite entries; outside the replicas the counts are summed
+and a `tf.cond` runs the second `strategy.run`, which applies the gradients (Keras sums them over
+the replicas), only when every replica's gradients are finite. Each replica's loss is its share of
+the global-batch mean, so the summed gradient is the gradient of the global mean. Randomness
+comes from `rng.RandomStreams`, keyed by the step counters of the TrainingState.
+"""
+
+import collections
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from progan_tf import architectures
+from progan_tf import data
+from progan_tf import layers
+from progan_tf import losses
+from progan_tf import schedule as schedule_lib
+from progan_tf.training import distribute
+from progan_tf.training import rng
+from progan_tf.training.loss_scale import LossScale, count_nonfinite
+from progan_tf.training.run_dir import TrainingError
+from progan_tf.training.state import TrainingState
+
+# Stats of a step that are not TensorBoard scalars: the global-batch mean of w_0 [D] (styled
+# generators; the step moves dlatent_avg towards it).
+DLATENT_MEAN = "dlatent_mean"
+MIXING_CUTOFF = "Train/mixing_cutoff"
+
+
+def reset_optimizer(optimizer):
+    """Zeroes Adam's step counter and moment slots; the learning-rate variable is kept (zeroing
+    every entry of `optimizer.variables` would set it to 0; SPEC 10)."""
+    for variable in optimizer.variables:
+        if variable.name != "learning_rate":
+            variable.assign(tf.zeros(variable.shape, variable.dtype))
+
+
+def ema_beta_for(cfg, minibatch):
+    """Generator EMA factor per D step: `ema_beta`, or 0.5^(minibatch / (ema_kimg * 1000)) when a
+    half-life `ema_kimg` is given (StyleGAN)."""
+    if cfg.ema_kimg > 0:
+        return 0.5 ** (minibatch / (cfg.ema_kimg * 1000.0))
+    return cfg.ema_beta
+
+
+def build_networks(arch, g_kwargs, d_kwargs, seed, dtype):
+    """(generator, EMA generator, discriminator) of `arch`; call in strategy.scope().
+
+    The initial weights are a function of `seed` (the EMA generator starts as a copy of the
+    generator); dtype: Keras dtype policy name of all three. Called with training=True the
+    generator draws fresh noise (styled generators), the EMA generator called with
+    training=False renders its fixed noise.
+    """
+    g_seed = layers.derive_seed(seed, "generator")
+    generator = arch.generator_class(**g_kwargs, seed=g_seed, dtype=dtype, name="generator")
+    generator_ema = arch.generator_class(**g_kwargs, seed=g_seed, dtype=dtype,
+                                         name="generator_ema")
+    discriminator = arch.build_discriminator(
+        **d_kwargs, seed=layers.derive_seed(seed, "discriminator"), dtype=dtype,
+        name="discriminator")
+    return generator, generator_ema, discriminator
+
+
+class GanTrainer:
+    """Networks, optimizers, EMA and the distributed D/G steps of one training run.
+
+    cfg: config.TrainConfig. resolution / num_channels / label_size: of the data (labels are used
+    only when cfg.use_labels). labels: float32 [N, L] label table the generator's random labels
+    are drawn from (None without labels). strategy: a tf.distribute strategy.
+    """
+
+    def __init__(self, cfg, strategy, resolution, num_channels, label_size=0, labels=None):
+        self.cfg = cfg
+        self.strategy = strategy
+        self.arch = architectures.get(cfg.architecture)
+        self.num_replicas = strategy.num_replicas_in_sync
+        self.label_size = label_size if cfg.use_labels else 0
+        self.labels = tf.constant(np.asarray(labels, np.float32)) if self.label_size else None
+        self.loss = losses.LOSSES[cfg.loss]
+        self.loss_scale = LossScale(cfg.mixed_precision)
+        self.random = rng.RandomStreams(cfg.seed, self.num_replicas)
+        self.trace_counts = collections.Counter()
+        self._step_fns = {}
+        g_kwargs, d_kwargs = self.arch.network_kwargs(cfg, resolution, num_channels,
+                                                      self.label_size)
+        with strategy.scope():
+            self.generator, self.generator_ema, self.discriminator = build_networks(
+                self.arch, g_kwargs, d_kwargs, cfg.seed,
+                "mixed_float16" if cfg.mixed_precision else "float32")
+            self.g_optimizer = self._adam("g_optimizer")
+            self.d_optimizer = self._adam("d_optimizer")
+            self.g_optimizer.build(self.generator.trainable_variables)
+            self.d_optimizer.build(self.discriminator.trainable_variables)
+        self._ema_pairs = list(zip(self.generator_ema.weights, self.generator.weights))
+        for ema, live in self._ema_pairs:
+            if tuple(ema.shape) != tuple(live.shape):
+                raise TrainingError(f"EMA generator weight {ema.path} {ema.shape} does not match "
+                                    f"{live.path} {live.shape}")
+            ema.assign(live)
+        self.state = TrainingState()
+        self.checkpoint = tf.train.Checkpoint(
+            generator=self.generator, generator_ema=self.generator_ema,
+            discriminator=self.discriminator, g_optimizer=self.g_optimizer,
+            d_optimizer=self.d_optimizer, state=self.state)
+
+    def _adam(self, name):
+        return keras.optimizers.Adam(learning_rate=self.cfg.lrate_base, beta_1=self.cfg.adam_beta1,
+                                     beta_2=self.cfg.adam_beta2, epsilon=self.cfg.adam_epsilon,
+                                     name=name)
+
+    @property
+    def latent_size(self):
+        return self.generator.latent_size
+
+    def network_json(self):
+        """The run directory's network.json contents."""
+        return {"architecture": self.arch.name,
+                "generator": self.generator.get_config(),
+                "discriminator": self.discriminator.get_config()}
+
+    def checkpoint_variables(self):
+        """Every variable the checkpoint saves, in a fixed order."""
+        out = []
+        for module in (self.generator, self.generator_ema, self.discriminator):
+            out.extend(module.weights)
+        for optimizer in (self.g_optimizer, self.d_optimizer):
+            out.extend(optimizer.variables)
+        return out + self.state.variables_in_order()
+
+    def broadcast_from_chief(self, chief):
+        """Gives every worker the chief's checkpointed variables (every worker calls it)."""
+        distribute.broadcast_from_chief(self.strategy, self.checkpoint_variables(), chief)
+
+    def distribute(self, dataset_fn):
+        """Distributed dataset from `dataset_fn(input_context)`."""
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    def apply_phase(self, phase):
+        """Sets the fade-in alpha and learning rates of `phase` (a schedule.Phase) and resets
+        both optimizers when floor(lod) or ceil(lod) changed since the previous phase."""
+        for network in (self.generator, self.generator_ema, self.discriminator):
+            network.set_alpha(phase.fade_alpha)
+        self.g_optimizer.learning_rate = phase.g_lrate
+        self.d_optimizer.learning_rate = phase.d_lrate
+        prev_lod = float(self.state.prev_lod.numpy())  # -1 before the first phase
+        changed = schedule_lib.lod_changed(phase.lod, prev_lod if prev_lod >= 0 else None)
+        if changed and self.cfg.reset_optimizer_on_lod_change:
+            reset_optimizer(self.g_optimizer)
+            reset_optimizer(self.d_optimizer)
+        self.state.prev_lod.assign(phase.lod)
+        return changed
+
+    # -- per-replica computations ------------------------------------------------------------
+
+    def _generator_inputs(self, latents, labels):
+        return latents if not self.label_size else [latents, labels]
+
+    def _fakes(self, latents, labels, counter, stream, resolution, minibatch):
+        """Training forward of the generator: (images [n, r, r, C], stats). Styled generators
+        mix in a second latent's styles (style_mixing_prob); the stats hold this replica's
+        share of the global-batch mean of w_0 and of the crossover layer."""
+        mixing = None
+        if self.arch.styles and self.cfg.style_mixing_prob > 0:
+            second = self.random.mixing_latents(counter, stream, minibatch, self.latent_size)
+            mixing = architectures.StyleMixing(self._generator_inputs(second, labels),
+                                               self.random.mixing_key(counter, stream),
+                                               self.cfg.style_mixing_prob)
+        images, extras = self.arch.fakes(self.generator, self._generator_inputs(latents, labels),
+                                         resolution, mixing)
+        stats = {}
+        if "dlatents_w0" in extras:
+            w0 = tf.cast(extras["dlatents_w0"], tf.float32)
+            stats[DLATENT_MEAN] = tf.reduce_sum(w0, axis=0) / minibatch
+        if "mixing_cutoff" in extras:
+            stats[MIXING_CUTOFF] = tf.cast(extras["mixing_cutoff"], tf.float32) / self.num_replicas
+        return images, stats
+
+    def _d_replica(self, reals, labels, counter, resolution, minibatch):
+        """Per-replica D loss and gradients: (grads, stats of global-batch means, non-finite)."""
+        d_model = self.discriminator.model_for(resolution)
+        d_vars = self._d_vars(resolution)
+        reals = data.crossfade_reals(tf.cast(reals, tf.float32), self.discriminator.fade_alpha)
+        latents = self.random.latents(counter, rng.D_LATENTS, minibatch, self.latent_size)
+        fakes, generator_stats = self._fakes(latents, labels, counter, rng.D_LATENTS, resolution,
+                                             minibatch)
+
+        def critic(images):
+            return losses.split_scores(d_model(images, training=True))[0]
+
+        with tf.GradientTape() as tape:
+            real_scores, real_logits = losses.split_scores(d_model(reals, training=True))
+            fake_scores, fake_logits = losses.split_scores(d_model(fakes, training=True))
+            batch = losses.DiscriminatorBatch(
+                critic, reals, fakes, real_scores, fake_scores,
+                interpolation=lambda: self.random.interpolation(counter, minibatch))
+            per_sample, stats = self.loss.d_loss(batch, self.cfg)
+            if self.label_size:
+                label_real = losses.label_penalty(labels, real_logits)
+                label_fake = losses.label_penalty(labels, fake_logits)
+                per_sample += (label_real + label_fake) * self.cfg.cond_weight
+                stats.update({"Loss/label_real": label_real, "Loss/label_fake": label_fake})
+            scale = self.loss_scale.scale(self.state.d_loss_scale_log2)
+            scaled_loss = LossScale.scaled(tf.reduce_sum(per_sample) / minibatch, scale)
+        grads = LossScale.unscaled_gradients(tape.gradient(scaled_loss, d_vars), d_vars, scale)
+        stats.update({"Loss/D": per_sample, "Score/real": real_scores, "Score/fake": fake_scores})
+        stats = {tag: tf.reduce_sum(value) / minibatch for tag, value in stats.items()}
+        stats.update(generator_stats)
+        return grads, stats, count_nonfinite(grads)
+
+    def _g_replica(self, counter, resolution, minibatch):
+        d_model = self.discriminator.model_for(resolution)
+        g_vars = self._g_vars(resolution)
+        latents = self.random.latents(counter, rng.G_LATENTS, minibatch, self.latent_size)
+        labels = self.random.labels(counter, self.labels, minibatch) if self.label_size else None
+        with tf.GradientTape() as tape:
+            fakes, stats = self._fakes(latents, labels, counter, rng.G_LATENTS, resolution,
+                                       minibatch)
+            fake_scores, fake_logits = losses.split_scores(d_model(fakes, training=True))
+            per_sample = self.loss.g_loss(fake_scores)
+            if self.label_size:
+                per_sample += losses.label_penalty(labels, fake_logits) * self.cfg.cond_weight
+            scale = self.loss_scale.scale(self.state.g_loss_scale_log2)
+            scaled_loss = LossScale.scaled(tf.reduce_sum(per_sample) / minibatch, scale)
+        grads = LossScale.unscaled_gradients(tape.gradient(scaled_loss, g_vars), g_vars, scale)
+        stats["Loss/G"] = tf.reduce_sum(per_sample) / minibatch
+        return grads, stats, count_nonfinite(grads)
+
+    def _g_vars(self, resolution):
+        """Generator variables in use at `resolution` (the optimizer was built over all)."""
+        return self.generator.model_for(resolution).trainable_variables
+
+    def _d_vars(self, resolution):
+        return self.discriminator.model_for(resolution).trainable_variables
+
+    # -- distributed steps -------------------------------------------------------------------
+
+    def _sum(self, value):
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+
+    def _reduce(self, stats):
+        return {tag: self._sum(value) for tag, value in stats.items()}
+
+    def _apply_if_finite(self, optimizer, variables, grads, count, after=None):
+        """Second strategy.run, only when the summed non-finite count is 0 (SPEC 10)."""
+        count = self._sum(count)
+
+        def apply():
+            self.strategy.run(lambda *g: optimizer.apply_gradients(zip(g, variables)),
+                              args=tuple(grads))
+            if after is not None:
+                after()
+            return tf.constant(True)
+
+        return tf.cond(tf.equal(count, 0), apply, lambda: tf.constant(False))
+
+    def _update_ema(self, beta):
+        """Gs <- G + beta * (Gs - G) for trainable weights; non-trainables are copied."""
+        beta = tf.cast(beta, tf.float32)
+        for ema, live in self._ema_pairs:
+            if live.trainable:
+                ema.assign(live + beta * (ema - live))
+            else:
+                ema.assign(live)
+
+    def _absorb_generator_stats(self, stats):
+        """Moves dlatent_avg towards the global-batch mean of w_0 (styled generators) and
+        drops that mean from the stats."""
+        mean = stats.pop(DLATENT_MEAN, None)
+        if mean is not None:
+            avg = self.generator.dlatent_avg
+            avg.assign(mean + self.cfg.dlatent_avg_beta * (avg - mean))
+        return stats
+
+    def _step_fn(self, kind, resolution, minibatch, make, jit_compile=None):
+        key = (kind, resolution, minibatch)
+        if key not in self._step_fns:
+            self._step_fns[key] = tf.function(make(resolution, minibatch),
+                                              jit_compile=jit_compile)
+        return self._step_fns[key]
+
+    def _make_d_step(self, resolution, minibatch):
+        variables = self._d_vars(resolution)
+
+        def d_step(reals, labels, counter, ema_beta):
+            self.trace_counts[("d_step", resolution)] += 1
+            grads, stats, count = self.strategy.run(
+                self._d_replica, args=(reals, labels, counter),
+                kwargs=dict(resolution=resolution, minibatch=minibatch))
+            applied = self._apply_if_finite(self.d_optimizer, variables, grads, count,
+                                            after=lambda: self._update_ema(ema_beta))
+            self.loss_scale.update(self.state.d_loss_scale_log2, applied)
+            return self._absorb_generator_stats(self._reduce(stats)), applied
+
+        return d_step
+
+    def _make_g_step(self, resolution, minibatch):
+        variables = self._g_vars(resolution)
+
+        def g_step(counter):
+            self.trace_counts[("g_step", resolution)] += 1
+            grads, stats, count = self.strategy.run(
+                self._g_replica, args=(counter,),
+                kwargs=dict(resolution=resolution, minibatch=minibatch))
+            applied = self._apply_if_finite(self.g_optimizer, variables, grads, count)
+            self.loss_scale.update(self.state.g_loss_scale_log2, applied)
+            return self._absorb_generator_stats(self._reduce(stats)), applied
+
+        return g_step
+
+    def d_step(self, batch, resolution, minibatch, ema_beta):
+        """One discriminator step (+ EMA) on a distributed batch (reals, labels).
+        Returns (stats: {tag: scalar}, applied: bool tensor). Advances the D step counter."""
+        reals, labels = batch
+        step = self._step_fn("d", resolution, minibatch, self._make_d_step, self.cfg.xla or None)
+        out = step(reals, labels, self.state.d_steps.read_value(),
+                   tf.constant(ema_beta, tf.float32))
+        self.state.d_steps.assign_add(1)
+        return out
+
+    def g_step(self, resolution, minibatch):
+        """One generator step. Returns (stats, applied). Advances the G step counter."""
+        step = self._step_fn("g", resolution, minibatch, self._make_g_step, self.cfg.xla or None)
+        out = step(self.state.g_steps.read_value())
+        self.state.g_steps.assign_add(1)
+        return out
+
+    # -- inspection (tests, debugging) ---------------------------------------------------------
+
+    def d_gradients(self, batch, resolution, minibatch):
+        """Summed D gradients over the replicas and the stats of one D step at the current D
+        step counter, nothing applied or advanced. Returns ({variable path: gradient}, stats);
+        the stats of a styled generator also hold DLATENT_MEAN."""
+        reals, labels = batch
+        return self._gradients("d", self._d_replica, self._d_vars(resolution),
+                               (reals, labels, self.state.d_steps.read_value()), resolution,
+                               minibatch)
+
+    def g_gradients(self, resolution, minibatch):
+        """As `d_gradients` for the generator step at the current G step counter."""
+        return self._gradients("g", self._g_replica, self._g_vars(resolution),
+                               (self.state.g_steps.read_value(),), resolution, minibatch)
+
+    def _gradients(self, kind, replica_fn, variables, args, resolution, minibatch):
+        def make(resolution, minibatch):
+            def gradients(*args):
+                grads, stats, _ = self.strategy.run(
+                    replica_fn, args=args, kwargs=dict(resolution=resolution, minibatch=minibatch))
+                return [self._sum(g) for g in grads], self._reduce(stats)
+            return gradients
+
+        grads, stats = self._step_fn(f"{kind}_gradients", resolution, minibatch, make)(*args)
+        return {v.path: g for v, g in zip(variables, grads)}, stats
