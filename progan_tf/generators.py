@@ -20,11 +20,10 @@ import tensorflow as tf
 
 from progan_tf import architectures
 from progan_tf import serving
-from progan_tf.networks.stylegan import truncate
+from progan_tf.networks.stylegan import TRUNCATION_CUTOFF, truncate
 from progan_tf.utils.files import find_saved_model
 from progan_tf.utils.images import to_uint8
 
-TRUNCATION_CUTOFF = 8  # StyleGAN truncates the first 8 style layers (4x4 to 32x32)
 SIGNATURES = ("serving_default", "generate_seeds", "mapping", "synthesis")
 
 

@@ -22,6 +22,7 @@ from progan_tf.networks.progan import Discriminator
 
 
 BLUR_FILTER = (1, 2, 1)
+TRUNCATION_CUTOFF = 8  # the truncation trick moves the first 8 style layers (4x4 to 32x32)
 
 
 def num_layers_at(res):
@@ -371,7 +372,7 @@ def stylegan_discriminator(resolution, **kwargs):
     return Discriminator(resolution, **kwargs)
 
 
-def truncate(dlatents, dlatent_avg, psi=0.7, cutoff=8):
+def truncate(dlatents, dlatent_avg, psi=0.7, cutoff=TRUNCATION_CUTOFF):
     """Truncation trick: w_l <- avg + psi (w_l - avg) for layers l < cutoff, others unchanged.
 
     dlatents [N, L, D]; psi a float or a tensor broadcastable to [N, 1, 1] (one psi per sample).
