@@ -7,6 +7,7 @@ mean in float32 of the *unrounded* level above, rounded half to even (`np.rint`)
 when stored. Files made by the original `dataset_tool.py` open unchanged.
 """
 
+import contextlib
 import dataclasses
 import glob
 import hashlib
@@ -14,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 import types
 
@@ -313,9 +315,10 @@ class PyramidWriter:
         elif tuple(images.shape[1:]) != self.shape:
             raise DataError(f"{self.tfrecord_dir}: image shape {list(images.shape[1:])} differs from the "
                             f"first image's {list(self.shape)}")
-        for writer, level in zip(self._writers, build_levels(images)):
-            for image in level:
-                writer.write(records.encode_example(image))
+        with self._writing():
+            for writer, level in zip(self._writers, build_levels(images)):
+                for image in level:
+                    writer.write(records.encode_example(image))
         self.num_images += len(images)
 
     def set_labels(self, labels):
@@ -326,9 +329,33 @@ class PyramidWriter:
         self.labels = labels
 
     def _close_writers(self):
-        for writer in self._writers:
-            writer.close()
-        self._writers = []
+        """Closes every level file (also after one fails); raises the first failure."""
+        writers, self._writers = self._writers, []
+        failure = None
+        for writer in writers:
+            try:
+                writer.close()  # flushes: a full disk shows here
+            except Exception as error:  # noqa: BLE001 (OSError or a TensorFlow error)
+                failure = failure or error
+        if failure is not None:
+            raise failure
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """A failed write into the staging directory (a full disk, no permission) becomes one
+        DataError naming the dataset; the caller's abort() then removes the staging directory."""
+        try:
+            yield
+        except Exception as error:
+            tf = sys.modules.get("tensorflow")  # imported once records are written
+            if not isinstance(error, OSError) and not (tf and isinstance(error, tf.errors.OpError)):
+                raise
+            if isinstance(error, OSError) and error.strerror:
+                reason = error.strerror
+            else:
+                reason = str(error).strip().splitlines()[0].rsplit("; ", 1)[-1]
+            raise DataError(f"{self.tfrecord_dir}: cannot write the dataset (disk full or not "
+                            f"writable?): {reason}; nothing was created") from None
 
     def commit(self, manifest=None, hash_files=False):
         """Closes the files, writes labels and the manifest, and moves the pyramid into place.
@@ -337,6 +364,10 @@ class PyramidWriter:
         hash_files: also store each file's SHA-256 (one more read of everything written).
         Returns the manifest written.
         """
+        with self._writing():
+            return self._commit(manifest, hash_files)
+
+    def _commit(self, manifest, hash_files):
         self._close_writers()
         if self.num_images == 0:
             self.abort()
@@ -372,7 +403,10 @@ class PyramidWriter:
 
     def abort(self):
         """Closes and removes everything written so far."""
-        self._close_writers()
+        try:
+            self._close_writers()
+        except Exception:  # noqa: BLE001, S110 (the files go below; the first error counts)
+            pass
         if self.staging_dir is not None:
             shutil.rmtree(self.staging_dir, ignore_errors=True)
             self.staging_dir = None

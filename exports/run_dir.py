@@ -13,7 +13,9 @@ import sys
 import tensorflow as tf
 
 from progan_tf import architectures
-from progan_tf.training.run_dir import CHECKPOINT_DIR, FLAGS_JSON, METRICS_JSONL, NETWORK_JSON
+from progan_tf.training.run_dir import (CHECKPOINT_DIR, FLAGS_JSON, METRICS_JSONL, NETWORK_JSON,
+                                       checkpoint_problem, describe_skipped,
+                                       newest_loadable_checkpoint)
 
 
 # Checkpointed variables (last path element) that hold the training progress.
@@ -33,11 +35,14 @@ class RunCheckpoint:
     checkpoint: str
 
 
-def locate_checkpoint(path):
+def locate_checkpoint(path, warn=True):
     """`path` = a run directory (latest checkpoint in `<run dir>/checkpoints`), its
     `checkpoints/` directory, or a checkpoint prefix (`<run dir>/checkpoints/ckpt-12`).
 
-    Returns a RunCheckpoint; raises ExportError naming the path when any part is missing.
+    Of a run directory, the newest checkpoint that loads: each newer one that does not is
+    skipped with a one-line warning on stderr (unless not `warn`) and left where it is (a
+    trainer may be using the directory). Returns a RunCheckpoint; raises ExportError naming
+    the path when any part is missing or no checkpoint loads.
     """
     path = os.path.normpath(os.fspath(path))
     if os.path.isdir(path):
@@ -47,14 +52,22 @@ def locate_checkpoint(path):
             run_dir = os.path.dirname(path)
         _require_network_json(run_dir)
         checkpoints = os.path.join(run_dir, CHECKPOINT_DIR)
-        prefix = tf.train.latest_checkpoint(checkpoints) if os.path.isdir(checkpoints) else None
+        prefix, skipped = newest_loadable_checkpoint(checkpoints)
+        if prefix is None and skipped:
+            raise ExportError(f"{checkpoints}: no checkpoint loads: {describe_skipped(skipped)}")
         if prefix is None:
             raise ExportError(f"{checkpoints}: no checkpoint found (expected a CheckpointManager "
                               f"directory with a 'checkpoint' file and ckpt-N.index files)")
+        for bad, why in skipped if warn else ():
+            print(f"warning: {bad}: skipped, it does not load ({why}); using "
+                  f"{os.path.basename(prefix)}", file=sys.stderr)
         return RunCheckpoint(run_dir, prefix)
     if os.path.exists(path + ".index"):
         run_dir = os.path.dirname(os.path.dirname(path))
         _require_network_json(run_dir)
+        problem = checkpoint_problem(path)
+        if problem:
+            raise ExportError(f"{path}: the checkpoint does not load ({problem})")
         return RunCheckpoint(run_dir, path)
     raise ExportError(f"{path}: no such run directory or checkpoint prefix")
 

@@ -21,6 +21,7 @@ import tensorflow as tf
 from exports.run_dir import ExportError
 from progan_tf import architectures
 from progan_tf import serving as signatures_lib
+from progan_tf.training.run_dir import write_failure_reason
 # existing_versions and latest_version_dir are part of the `exports` API (exports/__init__.py).
 from progan_tf.utils.files import existing_versions, latest_version_dir  # noqa: F401
 
@@ -68,9 +69,10 @@ def export_generator(generator, out_dir, model_name="generator", meta=None, *, r
         traced[endpoint.name] = function.get_concrete_function()
 
     model_dir = os.path.join(os.fspath(out_dir), model_name)
-    os.makedirs(model_dir, exist_ok=True)
-    temp_dir = tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=model_dir)
+    temp_dir = None
     try:
+        os.makedirs(model_dir, exist_ok=True)
+        temp_dir = tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=model_dir)
         archive.write_out(temp_dir, verbose=verbose)
         serving_meta = {
             **generator_meta(generator, resolution),
@@ -90,8 +92,12 @@ def export_generator(generator, out_dir, model_name="generator", meta=None, *, r
             json.dump(serving_meta, file, indent=2, sort_keys=True, default=_json_fallback)
             file.write("\n")
         return _publish(temp_dir, model_dir)
+    except (OSError, tf.errors.OpError) as error:  # a full disk, no permission
+        raise ExportError(f"cannot write a new version into {model_dir} (disk full or not "
+                          f"writable?): {write_failure_reason(error)}; no version was "
+                          f"published, the existing ones are untouched") from None
     finally:
-        if os.path.isdir(temp_dir):
+        if temp_dir is not None and os.path.isdir(temp_dir):
             shutil.rmtree(temp_dir, ignore_errors=True)
 
 

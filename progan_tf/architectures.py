@@ -4,6 +4,7 @@ training defaults it brings. Nothing outside this module asks "is this StyleGAN?
 
     arch = architectures.get("stylegan")          # by name (flags, network.json)
     arch = architectures.of(generator)            # by network object
+    arch = architectures.of_official("G_style", "D_basic")  # by NVIDIA's build functions
     g_kwargs, d_kwargs = arch.network_kwargs(cfg, resolution, num_channels, label_size)
     generator = arch.generator_class(**g_kwargs)
     discriminator = arch.build_discriminator(**d_kwargs)
@@ -38,6 +39,8 @@ class Architecture:
     presets: TrainConfig field values the command line uses for flags not given.
     styles: the generator maps z to per-layer styles w (mapping/synthesis models,
         `dlatent_avg`, truncation, style mixing).
+    official_build_funcs: the (G, D) build function names of NVIDIA's pickles of this family
+        (`progan_tf.official` loads them; SPEC 11).
     """
 
     name: str
@@ -49,6 +52,7 @@ class Architecture:
     endpoints: Callable
     presets: types.MappingProxyType
     styles: bool = False
+    official_build_funcs: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,14 +125,15 @@ PROGAN = Architecture(
     name="progan", generator_class=progan.Generator, discriminator_class=progan.Discriminator,
     build_discriminator=progan.Discriminator, network_kwargs=_progan_kwargs,
     fakes=_progan_fakes, endpoints=serving.progan_endpoints,
-    presets=types.MappingProxyType({}))
+    presets=types.MappingProxyType({}), official_build_funcs=("G_paper", "D_paper"))
 
 STYLEGAN = Architecture(
     name="stylegan", generator_class=stylegan.StyleGenerator,
     discriminator_class=progan.Discriminator,
     build_discriminator=stylegan.stylegan_discriminator, network_kwargs=_stylegan_kwargs,
     fakes=_stylegan_fakes, endpoints=serving.stylegan_endpoints,
-    presets=types.MappingProxyType(_STYLEGAN_PRESETS), styles=True)
+    presets=types.MappingProxyType(_STYLEGAN_PRESETS), styles=True,
+    official_build_funcs=("G_style", "D_basic"))
 
 _REGISTRY = {arch.name: arch for arch in (PROGAN, STYLEGAN)}
 NAMES = tuple(_REGISTRY)
@@ -148,3 +153,12 @@ def of(generator):
             return arch
     raise ValueError(f"{type(generator).__name__} is not the generator of a registered "
                      f"architecture (known: {', '.join(NAMES)})")
+
+
+def of_official(g_build_func, d_build_func):
+    """The Architecture whose NVIDIA pickles use these G and D build functions (e.g. "G_paper",
+    "D_paper"); None when no registered family does."""
+    for arch in _REGISTRY.values():
+        if arch.official_build_funcs == (g_build_func, d_build_func):
+            return arch
+    return None

@@ -10,6 +10,7 @@ import typing
 from collections.abc import Mapping
 from typing import Callable
 
+from data_tools.sources.embedded import DIRECTORY_NAME as EMBEDDED_DATA_NAME
 # The registries import TensorFlow (networks, losses): so does this module, and `--help`.
 from progan_tf import architectures
 from progan_tf import losses
@@ -139,14 +140,23 @@ class TrainConfig:
         "Dataset directory holding <name>-rXX.tfrecords (python -m data_tools).",
         check=_dataset_given)
     create_embedded_data: bool = _option(
-        False, "If --data_dir does not exist, first build the Fashion-MNIST subset shipped with "
-        "data_tools there (python -m data_tools create_embedded).")
+        False, f"If --data_dir does not exist and its last part is {EMBEDDED_DATA_NAME}, first "
+        f"build the Fashion-MNIST subset shipped with data_tools there (python -m data_tools "
+        f"create_embedded); any other missing --data_dir stays an error.")
     results_dir: str = _option("results", "Parent of the run directories.")
     desc: str | None = _option(None, "Run description, the suffix of results/NNNNN-<desc>; "
                                "default: the dataset directory's name.")
     resume: str = _option(
         "", "'auto' = continue the newest unfinished run with the same --desc (or start one), "
         "or a run directory to continue; empty = new run.", check=_run_to_resume)
+    init_from: str = _option(
+        "", "Official NVIDIA ProGAN/StyleGAN pickle to fine-tune (read without running its "
+        "code): G, D and the EMA generator start from its G, D and Gs, at its resolution and "
+        "stored lod (lod 0 = fully grown: training starts at the kimg where the schedule is "
+        "fully grown, as the original's resume_kimg, so --total_kimg must lie beyond it), with "
+        "fresh optimizer state. The architecture and network configuration come from the "
+        "pickle; network flags that differ are reported in one warning line, not applied. "
+        "Resuming such a run reads its run directory, not the pickle.")
     # Schedule (SPEC 2).
     total_kimg: float = _option(12000.0, "Thousands of real images to show.",
                                 check=_NON_NEGATIVE_NUMBER)

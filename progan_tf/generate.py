@@ -10,13 +10,19 @@ random walk ([PG] util_scripts.py generate_interpolation_video) as PNG frames or
         --gif --out_dir out                                        # out/interp.gif
     python -m progan_tf.generate --saved_model EXPORT --walk --seeds 1000 --grid 2x2 \\
         --duration_sec 10 --fps 30 --smoothing_sec 1 --out_dir out # out/walk_00000.png ...
+    python -m progan_tf.generate --pickle stylegan-ffhq-1024x1024.pkl --seeds 0-3 \\
+        --out_dir out                       # NVIDIA's file, its stored truncation (psi 0.7)
 
 A seed's image is the `generate_seeds` signature's: latents drawn with
 tf.random.stateless_normal([latent_size], seed=[seed, 0], alg="philox"), the same on any machine.
-Both sources load through `progan_tf.generators`; a checkpoint renders like its export.
+All sources load through `progan_tf.generators`; a checkpoint renders like its export, an
+official pickle (`--pickle`, read by `progan_tf.official` without running its code) like the
+original's Gs with randomize_noise=False.
 """
 
 import argparse
+import dataclasses
+import json
 import os
 import re
 import sys
@@ -152,13 +158,53 @@ def style_mixing_grid(model, column_seeds, row_seeds, layers, labels_for, trunca
 
 def load_saved_model(path):
     """generators.GeneratorFns of an exported SavedModel (or the latest version in a model
-    directory); needs no project code in the export."""
+    directory); needs no project code in the export. The truncation psi and cutoff that an
+    imported official StyleGAN stores in its serving_meta.json become the defaults."""
     from progan_tf import generators
 
     try:
-        return generators.from_saved_model(path)
+        model = generators.from_saved_model(path)
     except generators.GeneratorError as error:
         raise GenerateError(f"--saved_model: {error}") from None
+    return with_stored_truncation(model, model.description)
+
+
+def with_stored_truncation(model, version_dir):
+    """`model` with `default_truncation_psi` and `truncation_cutoff` from the export's
+    serving_meta.json (`python -m progan_tf.import_official` writes both for StyleGAN; a
+    generator config may hold a cutoff other than 8); unchanged when there is none."""
+    from exports import META_DIR, META_FILENAME
+
+    try:
+        with open(os.path.join(version_dir, META_DIR, META_FILENAME), encoding="utf-8") as file:
+            meta = json.load(file)
+    except (OSError, ValueError):
+        return model
+    if not model.has_truncation or not isinstance(meta, dict):
+        return model
+    config = meta.get("generator_config")
+    cutoff = meta.get("truncation_cutoff")
+    if cutoff is None and isinstance(config, dict):
+        cutoff = config.get("truncation_cutoff")
+    psi = meta.get("truncation_psi")
+    changes = {}
+    if isinstance(psi, (int, float)) and not isinstance(psi, bool):
+        changes["default_truncation_psi"] = float(psi)
+    if isinstance(cutoff, int) and not isinstance(cutoff, bool):
+        changes["truncation_cutoff"] = cutoff
+    return dataclasses.replace(model, **changes) if changes else model
+
+
+def load_pickle(path, network="Gs"):
+    """generators.GeneratorFns of an official NVIDIA pickle's Gs (or G), rendering its stored
+    noise; StyleGAN's stored truncation psi becomes the default of --trunc."""
+    from progan_tf import generators
+
+    try:
+        return generators.from_pickle(path, network=network, noise="const",
+                                      progress=sys.stderr)
+    except generators.GeneratorError as error:
+        raise GenerateError(f"--pickle: {error}") from None
 
 
 def load_checkpoint(path, raw=False):
@@ -191,6 +237,12 @@ def build_parser():
                              "(latest numbered version)")
     source.add_argument("--checkpoint",
                         help="run directory (latest checkpoint) or checkpoint prefix")
+    source.add_argument("--pickle",
+                        help="official NVIDIA ProGAN/StyleGAN pickle (read without running its "
+                             "code)")
+    parser.add_argument("--network", choices=("Gs", "G"), default=None,
+                        help="with --pickle: the network to render (default Gs, the moving "
+                             "average)")
     parser.add_argument("--raw", action="store_true",
                         help="with --checkpoint: the trained generator instead of its EMA")
     parser.add_argument("--seeds", default=None,
@@ -203,7 +255,8 @@ def build_parser():
     parser.add_argument("--label", type=int, default=None,
                         help="class index for a conditional model (one-hot label)")
     parser.add_argument("--trunc", type=float, default=None,
-                        help="truncation psi (StyleGAN exports only; 1 = none)")
+                        help="truncation psi (StyleGAN only; 1 = none; default: none, or "
+                             "the psi an official pickle stores)")
     parser.add_argument("--style_mix", "--style-mix", dest="style_mix", default=None,
                         metavar="COLUMN_SEEDS:ROW_SEEDS",
                         help="StyleGAN exports: style-mixing grid as in the paper's figure 3, "
@@ -275,6 +328,8 @@ def _check_args(args):
 def _load(args):
     if args.saved_model:
         return load_saved_model(args.saved_model)
+    if args.pickle:
+        return load_pickle(args.pickle, args.network or "Gs")
     return load_checkpoint(args.checkpoint, raw=args.raw)
 
 
@@ -284,6 +339,8 @@ def generate(args):
         raise GenerateError("--interp and --walk exclude each other")
     if args.raw and not args.checkpoint:
         raise GenerateError("--raw applies to --checkpoint only")
+    if args.network and not args.pickle:
+        raise GenerateError("--network applies to --pickle only")
     if args.batch_size < 1:
         raise GenerateError(f"--batch_size must be >= 1, received {args.batch_size}")
     if args.gif and not (args.interp or args.walk):
@@ -304,6 +361,13 @@ def generate(args):
     if args.interp:
         return _interpolation(model, seeds, args)
     return _seed_images(model, seeds, grid, args)
+
+
+def _truncation_psi(model, args):
+    """--trunc, else the model's default psi (an official StyleGAN pickle's stored one); None
+    for psi 1, which truncates nothing (as G_style treats it)."""
+    psi = args.trunc if args.trunc is not None else model.default_truncation_psi
+    return None if psi == 1.0 else psi
 
 
 def _walk(model, seed, grid, args):
@@ -336,7 +400,8 @@ def _seed_images(model, seeds, grid, args):
     if grid and len(seeds) > grid[0] * grid[1]:
         raise GenerateError(f"--grid {args.grid} holds {grid[0] * grid[1]} images, "
                             f"received {len(seeds)} seeds")
-    images = model.images_for_seeds(seeds, labels, args.trunc, args.batch_size)
+    images = model.images_for_seeds(seeds, labels, _truncation_psi(model, args),
+                                    args.batch_size)
     os.makedirs(args.out_dir, exist_ok=True)
     if grid:
         path = os.path.join(args.out_dir, "grid.png")
@@ -364,7 +429,8 @@ def _style_mix(args):
         raise GenerateError("--style_mix needs a StyleGAN generator (mapping and synthesis "
                             "signatures); this one has none")
     grid = style_mixing_grid(model, column_seeds, row_seeds, layers,
-                             lambda count: _labels(model, args.label, count), args.trunc,
+                             lambda count: _labels(model, args.label, count),
+                             _truncation_psi(model, args),
                              args.batch_size)
     os.makedirs(args.out_dir, exist_ok=True)
     path = os.path.join(args.out_dir, "style_mix.png")

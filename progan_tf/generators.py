@@ -49,6 +49,9 @@ class GeneratorFns:
         images, the export's `generate_seeds`; None = `images` of the seeds' latents (and
         `mapping`, truncation, `synthesis` when psi is given).
     has_truncation: the generator takes a truncation psi (StyleGAN).
+    default_truncation_psi: the psi `generate` uses when --trunc is not given (an official
+        StyleGAN pickle's stored 0.7), None = untruncated.
+    truncation_cutoff: layers < cutoff are truncated (`dlatents_for_seeds`).
     description: where it came from, for logs.
     keep_alive: an object the functions need alive (the loaded SavedModel or the network).
     """
@@ -62,6 +65,8 @@ class GeneratorFns:
     dlatent_avg: Optional[Callable] = None
     seed_images: Optional[Callable] = None
     has_truncation: bool = False
+    default_truncation_psi: Optional[float] = None
+    truncation_cutoff: int = TRUNCATION_CUTOFF
     description: str = "generator"
     keep_alive: object = None
 
@@ -105,10 +110,12 @@ class GeneratorFns:
         dlatents = self.dlatents_for_seeds(seeds, labels, truncation_psi, batch_size=batch_size)
         return self.images_for_dlatents(dlatents, batch_size)
 
-    def dlatents_for_seeds(self, seeds, labels=None, truncation_psi=None,
-                           cutoff=TRUNCATION_CUTOFF, batch_size=16):
+    def dlatents_for_seeds(self, seeds, labels=None, truncation_psi=None, cutoff=None,
+                           batch_size=16):
         """[N] seeds -> dlatents [N, num_layers, D] via `mapping`, truncated like StyleGAN
-        (layers < cutoff pulled towards dlatent_avg by psi) when psi is given."""
+        (layers < cutoff, default `truncation_cutoff`, pulled towards dlatent_avg by psi) when
+        psi is given."""
+        cutoff = self.truncation_cutoff if cutoff is None else cutoff
         latents = seed_latents(seeds, self.latent_size)
         dlatents = _batched(lambda start, stop: np.asarray(
             self.mapping(latents[start:stop], _rows(labels, start, stop))),
@@ -234,30 +241,87 @@ def _numpy_function(model, num_inputs=1):
     return call
 
 
-def from_network(generator, resolution=None, noise="const", description="generator"):
+def from_network(generator, resolution=None, noise="const", description="generator",
+                 truncation_psi=None, truncation_cutoff=None):
     """GeneratorFns of an in-memory progan_tf generator at `resolution` (default its final one).
 
     noise: for generators with styles, the noise inputs of `images`/`images_float`: "const"
         renders each layer's stored noise image, as an export does; "random" draws fresh noise
         per image (StyleGAN's FID protocol). `synthesis` always renders the stored noise, so
         both ends of a PPL pair see the same noise.
+    truncation_psi: generators with styles: `images`/`images_float` truncate w (layers <
+        truncation_cutoff, default the generator's) towards dlatent_avg by this psi; None =
+        untruncated.
     Outputs are the network's own (`images_float` is not clipped).
     """
     res = resolution or generator.resolution
+    if truncation_cutoff is None:
+        truncation_cutoff = getattr(generator, "truncation_cutoff", TRUNCATION_CUTOFF)
     label_size = int(generator.label_size)
     num_inputs = 2 if label_size else 1
     fields = dict(latent_size=int(generator.latent_size), label_size=label_size,
-                  description=description, keep_alive=generator)
+                  description=description, keep_alive=generator,
+                  truncation_cutoff=truncation_cutoff)
     if architectures.of(generator).styles:
         images_float = _numpy_function(generator.model_for(res, noise=noise), num_inputs)
+        if truncation_psi is not None:
+            images_float = _numpy_function(
+                _truncated_model(generator, res, noise, truncation_psi, truncation_cutoff),
+                num_inputs)
         fields.update(
             mapping=_numpy_function(generator.mapping_model(), num_inputs),
             synthesis=_numpy_function(generator.synthesis_model_for(res, noise="const")),
             dlatent_avg=lambda: generator.dlatent_avg.numpy(), has_truncation=True)
+    elif truncation_psi is not None:
+        raise GeneratorError(f"{description}: truncation needs a StyleGAN generator (ProGAN "
+                             f"has no styles to truncate)")
     else:
         images_float = _numpy_function(generator.model_for(res), num_inputs)
     return GeneratorFns(images_float=lambda latents, labels=None: images_float(latents, labels),
                         **fields)
+
+
+def _truncated_model(generator, res, noise, psi, cutoff):
+    """latents (+ labels) -> images of w truncated towards dlatent_avg (StyleGAN's G_style
+    outside training), as one callable like a Keras model."""
+    mapping = generator.mapping_model()
+    synthesis = generator.synthesis_model_for(res, noise=noise)
+
+    def model(inputs, training=False):
+        dlatents = truncate(mapping(inputs, training=training), generator.dlatent_avg, psi,
+                            cutoff)
+        return synthesis(dlatents, training=training)
+
+    return model
+
+
+def from_pickle(path, network="Gs", noise="const", truncation_psi=None, progress=None):
+    """GeneratorFns of an official NVIDIA ProGAN / StyleGAN pickle (`progan_tf.official`, which
+    never runs the file's code), rendering at the resolution of the network's stored lod.
+
+    network: "Gs" (the moving average, what NVIDIA's scripts render) or "G".
+    noise, truncation_psi: as `from_network` (StyleGAN; "const" renders the stored noise
+        buffers, the original's randomize_noise=False). The pickle's stored psi and cutoff
+        become `default_truncation_psi` (what `generate` uses without --trunc) and
+        `truncation_cutoff`.
+    progress: passed to `official.load` (a progress line while a large file loads).
+    """
+    from progan_tf import official
+
+    if network not in ("Gs", "G"):
+        raise GeneratorError(f"--network must be Gs or G, received {network!r}")
+    try:
+        loaded = official.load(path, progress=progress)
+    except official.OfficialFormatError as error:
+        raise GeneratorError(str(error)) from None
+    fns = from_network(loaded.network(network), loaded.trained_resolution(network),
+                       noise=noise, truncation_psi=truncation_psi,
+                       truncation_cutoff=loaded.truncation_cutoff,
+                       description=f"{loaded.source_name} ({network})")
+    psi = loaded.truncation_psi  # None for ProGAN; 1.0 when the file truncates nothing
+    if not fns.has_truncation or psi is None or psi == 1.0:
+        return fns
+    return dataclasses.replace(fns, default_truncation_psi=psi)
 
 
 def from_run_dir(path, raw=False, noise="const"):

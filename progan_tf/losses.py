@@ -28,18 +28,24 @@ import tensorflow as tf
 NORM_EPSILON = 1e-8
 
 
-def critic_gradients(critic, images):
-    """Gradient of sum(critic(images)) with respect to the images, [N, H, W, C].
+def critic_gradients(critic, images, image_scale=1.0):
+    """Gradient of sum(critic(images)) with respect to the images, [N, H, W, C], times
+    `image_scale`.
 
     critic: maps [N, H, W, C] to scores [N]. The sum is taken inside the tape, otherwise the
     gradient is None (SPEC 7). Each sample's score depends only on that sample (up to the
     minibatch-stddev layer), so row n is the gradient of score n.
+    image_scale: the images' resolution / the full resolution. The original feeds its D
+    full-size images (G's output nearest-upscaled) and D box-downscales them, so its penalties
+    differentiate with respect to the full-size pixels: each of our pixels stands for s^2 of
+    them (s = full / resolution), each with 1/s^2 of its gradient, which makes the per-sample
+    norm 1/s of ours. Scaling by 1/s gives the original's norms and sums of squares.
     """
     images = tf.convert_to_tensor(images)
     with tf.GradientTape() as tape:
         tape.watch(images)
         total_score = tf.reduce_sum(tf.cast(critic(images), tf.float32))
-    return tf.cast(tape.gradient(total_score, images), tf.float32)
+    return tf.cast(tape.gradient(total_score, images), tf.float32) * image_scale
 
 
 def gradient_norms(gradients, epsilon=NORM_EPSILON):
@@ -52,19 +58,21 @@ def interpolate(reals, fakes, mix):
     return reals + tf.cast(mix, reals.dtype) * (tf.cast(fakes, reals.dtype) - reals)
 
 
-def gradient_penalty(critic, reals, fakes, mix, target=1.0):
+def gradient_penalty(critic, reals, fakes, mix, target=1.0, image_scale=1.0):
     """WGAN-GP term (||grad critic(x_hat)|| - target)^2 per sample, [N], and the norms [N].
 
-    reals, fakes: [N, H, W, C]; mix: [N, 1, 1, 1], u ~ U(0, 1) per sample.
+    reals, fakes: [N, H, W, C]; mix: [N, 1, 1, 1], u ~ U(0, 1) per sample; image_scale: see
+    `critic_gradients` (the norm is taken w.r.t. full-size images, as the original's).
     Returns (penalty [N], norms [N]); the caller weights it by lambda / target^2.
     """
-    norms = gradient_norms(critic_gradients(critic, interpolate(reals, fakes, mix)))
+    norms = gradient_norms(critic_gradients(critic, interpolate(reals, fakes, mix), image_scale))
     return tf.square(norms - target), norms
 
 
-def r1_penalty(critic, reals):
-    """R1 term sum_HWC (grad_real critic(real))^2 per sample, [N] (weight it by gamma / 2)."""
-    return tf.reduce_sum(tf.square(critic_gradients(critic, reals)), axis=[1, 2, 3])
+def r1_penalty(critic, reals, image_scale=1.0):
+    """R1 term sum_HWC (grad_real critic(real))^2 per sample, [N] (weight it by gamma / 2);
+    image_scale: see `critic_gradients`."""
+    return tf.reduce_sum(tf.square(critic_gradients(critic, reals, image_scale)), axis=[1, 2, 3])
 
 
 def drift_penalty(real_scores):
@@ -143,6 +151,9 @@ class DiscriminatorBatch:
     reals, fakes: [N, H, W, C]; real_scores, fake_scores: [N].
     interpolation: () -> [N, 1, 1, 1] factors u ~ U(0, 1) of the gradient penalty; called only
         by the losses that need them.
+    image_scale: the images' resolution / the networks' full resolution: the penalties take
+        their gradients with respect to full-size images, as the original does
+        (`critic_gradients`).
     """
 
     critic: Callable
@@ -151,6 +162,7 @@ class DiscriminatorBatch:
     real_scores: tf.Tensor
     fake_scores: tf.Tensor
     interpolation: Callable
+    image_scale: float = 1.0
 
 
 class GanLoss(NamedTuple):
@@ -164,7 +176,7 @@ class GanLoss(NamedTuple):
 
 def _wgan_gp_terms(batch, weights):
     penalty, _ = gradient_penalty(batch.critic, batch.reals, batch.fakes, batch.interpolation(),
-                                  weights.gp_target)
+                                  weights.gp_target, batch.image_scale)
     loss = wgan_gp_d_loss(batch.real_scores, batch.fake_scores, penalty, weights.gp_lambda,
                           weights.gp_target, weights.drift_weight)
     return loss, {"Loss/gradient_penalty": penalty, "Loss/drift": drift_penalty(batch.real_scores)}
@@ -176,7 +188,7 @@ def _lsgan_terms(batch, weights):
 
 
 def _logistic_r1_terms(batch, weights):
-    r1 = r1_penalty(batch.critic, batch.reals)
+    r1 = r1_penalty(batch.critic, batch.reals, batch.image_scale)
     loss = logistic_r1_d_loss(batch.real_scores, batch.fake_scores, r1, weights.r1_gamma)
     return loss, {"Loss/r1_penalty": r1}
 

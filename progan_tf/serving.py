@@ -164,8 +164,9 @@ def dlatents_spec(num_layers, dlatent_size):
 
 def stylegan_endpoints(generator, resolution=None):
     """StyleGAN: serving_default (no truncation), generate_seeds with a required per-example
-    `truncation_psi` [N] (1 = none; applied to the first `truncation_cutoff` = 8 layers around
-    `dlatent_avg`), `mapping` (latents -> dlatents [N, num_layers, D]) and `synthesis`
+    `truncation_psi` [N] (1 = none; applied around `dlatent_avg` to the layers below the
+    generator's `truncation_cutoff`, 8 unless the model says otherwise, e.g. an imported official
+    file), `mapping` (latents -> dlatents [N, num_layers, D]) and `synthesis`
     (dlatents -> images). Every noise input renders its layer's fixed noise image, so an
     exported model renders every latent the same way every time."""
     res = resolution or generator.resolution
@@ -179,7 +180,8 @@ def stylegan_endpoints(generator, resolution=None):
     def render(latents, labels=None, truncation_psi=None):
         dlatents = map_latents(latents, labels)
         if truncation_psi is not None:
-            dlatents = stylegan.truncate(dlatents, generator.dlatent_avg, truncation_psi)
+            dlatents = stylegan.truncate(dlatents, generator.dlatent_avg, truncation_psi,
+                                         generator.truncation_cutoff)
         return synthesis(dlatents)
 
     def mapping_outputs(latents, labels=None):

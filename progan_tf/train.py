@@ -18,6 +18,8 @@ from absl import logging  # noqa: E402
 
 # Both import TensorFlow (the networks), so `--help` loads it too.
 from progan_tf import config  # noqa: E402
+from progan_tf.training import distribute  # noqa: E402
+from progan_tf.training import init_from  # noqa: E402
 from progan_tf.training import loop  # noqa: E402
 
 _DEFINE = {"boolean": flags.DEFINE_boolean, "integer": flags.DEFINE_integer,
@@ -41,10 +43,29 @@ define_flags()
 def config_from_flags(flag_values=flags.FLAGS):
     """TrainConfig from parsed flags: presets of --architecture/--schedule for the flags not
     given on the command line or in a flag file; raises ValueError naming a bad flag."""
+    return config.TrainConfig.from_flag_values(*_values_and_given(flag_values))
+
+
+def _values_and_given(flag_values):
     names = [spec.name for spec in config.flag_specs()]
     values = {name: flag_values[name].value for name in names}
     given = {name for name in names if flag_values[name].present}
-    return config.TrainConfig.from_flag_values(values, given)
+    return values, given
+
+
+def init_from_flags(cfg, flag_values=flags.FLAGS, stream=sys.stderr):
+    """(cfg, InitFrom, strategy or None) for --init_from: the pickle (or, resuming, the run
+    directory) fixes the architecture and network flags, and the network flags given that
+    differ are named in one warning line on `stream`. A multi_worker strategy is made first:
+    it must exist before any TensorFlow op, and loading the pickle builds networks."""
+    strategy = None
+    if cfg.strategy == "multi_worker":
+        strategy = distribute.make_strategy(cfg.strategy, cfg.worker_timeout_sec)
+    init = init_from.prepare(cfg, progress=stream)
+    cfg, warning = init_from.configure(cfg, init, _values_and_given(flag_values)[1])
+    if warning:
+        print(f"progan_tf.train: {warning}", file=stream, flush=True)
+    return cfg, init, strategy
 
 
 def _fail(message):
@@ -56,12 +77,15 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines would drown the progress
     if len(argv) > 1:
         _fail(f"unexpected arguments {argv[1:]} (flags are written --name=value)")
+    init, strategy = None, None
     try:
         cfg = config_from_flags()
-    except ValueError as error:
+        if cfg.init_from:
+            cfg, init, strategy = init_from_flags(cfg)
+    except (ValueError, loop.TrainingError) as error:
         _fail(error)
     try:
-        result = loop.train(cfg)  # flags.json: cfg.to_json_dict()
+        result = loop.train(cfg, strategy=strategy, init=init)  # flags.json: cfg.to_json_dict()
     except (OSError, loop.TrainingError) as error:
         _fail(error)
     if result.status == "interrupted":

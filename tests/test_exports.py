@@ -4,6 +4,7 @@ result without our code (saved_model_cli, a fresh TensorFlow-only process, TF Se
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -463,3 +464,63 @@ def test_predict_request_protos_match_the_signature_defs(run, loaded):
         images = tf.make_ndarray(response.outputs["images"])
         assert images.dtype == np.uint8 and images.shape == (len(next(iter(feed.values()))), 8, 8, 3)
         assert response.outputs["images"].dtype == signature_def.outputs["images"].dtype
+
+
+# ---------------------------------------------------------------------------------------------
+# A run directory whose newest checkpoint does not load: the export uses the one before and,
+# being a reader, changes nothing in the run directory.
+
+
+def _tree_bytes(directory):
+    return {os.path.relpath(os.path.join(root, name), directory):
+            open(os.path.join(root, name), "rb").read()
+            for root, _, names in os.walk(directory) for name in names}
+
+
+def _truncate(path):
+    with open(path, "r+b") as file:
+        file.truncate(os.path.getsize(path) // 2)
+
+
+def test_export_skips_a_corrupt_newest_checkpoint_and_leaves_the_run_directory_alone(
+        run, tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(run["dir"], run_dir)
+    newest = os.path.join(run_dir, "checkpoints", "ckpt-2")
+    _truncate(newest + ".data-00000-of-00001")
+    before = _tree_bytes(run_dir)
+    out = tmp_path / "out"
+    assert exports_cli.main(["--checkpoint", run_dir, "--out_dir", str(out)]) == 0
+    assert capsys.readouterr().err == (
+        f"warning: {newest}: skipped, it does not load (Read less bytes than requested (a "
+        f"truncated file)); using ckpt-1\n")
+    assert _tree_bytes(run_dir) == before
+    ema_at_step_1 = Generator(**TINY)
+    for weight, value in zip(ema_at_step_1.weights, run["first_weights"]):
+        weight.assign(value)
+    z = latents(2, seed=4)
+    model = tf.saved_model.load(str(out / "generator" / "1"))
+    np.testing.assert_array_equal(model.signatures["serving_default"](latents=z)["images_float"],
+                                  np.clip(ema_at_step_1.model_for(8)(z), -1, 1))
+    meta = json.load(open(out / "generator" / "1" / "assets.extra" / "serving_meta.json"))
+    assert (meta["source_checkpoint"], meta["training_kimg"]) == ("ckpt-1", pytest.approx(12.345))
+
+
+def test_export_names_every_checkpoint_when_none_loads(run, tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(run["dir"], run_dir)
+    checkpoints = os.path.join(run_dir, "checkpoints")
+    _truncate(os.path.join(checkpoints, "ckpt-2.data-00000-of-00001"))
+    os.remove(os.path.join(checkpoints, "ckpt-1.index"))
+    before = _tree_bytes(run_dir)
+    assert exports_cli.main(["--checkpoint", run_dir, "--out_dir", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err == (
+        f"python -m exports: error: {checkpoints}: no checkpoint loads: ckpt-2 (Read less bytes "
+        f"than requested (a truncated file)); ckpt-1 (its index file ckpt-1.index is missing)\n")
+    # A corrupt checkpoint named by its prefix is not replaced by another one.
+    assert exports_cli.main(["--checkpoint", os.path.join(checkpoints, "ckpt-2"), "--out_dir",
+                             str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{os.path.join(checkpoints, 'ckpt-2')}: the checkpoint does not load (" in err
+    assert _tree_bytes(run_dir) == before and not (tmp_path / "out").exists()

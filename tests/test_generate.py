@@ -316,3 +316,146 @@ def test_command_line_writes_a_grid_and_reports_errors_without_traceback(models,
     assert bad.returncode == 1
     assert "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].endswith("does not exist")
+
+
+# ---------------------------------------------------------------------------------------------
+# A run directory whose newest checkpoint does not load: generate and metrics (both through
+# generators.from_run_dir) use the one before and change nothing in the run directory.
+
+
+def _tree_bytes(directory):
+    return {os.path.relpath(os.path.join(root, name), directory):
+            open(os.path.join(root, name), "rb").read()
+            for root, _, names in os.walk(directory) for name in names}
+
+
+def test_checkpoint_run_dir_skips_a_bit_flipped_newest_checkpoint_and_changes_nothing(
+        tmp_path, capsys):
+    keras.utils.set_random_seed(1)
+    run_dir = str(tmp_path / "00000-tiny")
+    generator, generator_ema = Generator(**TINY), Generator(**TINY)
+    os.makedirs(run_dir)
+    with open(os.path.join(run_dir, "network.json"), "w") as file:
+        json.dump({"architecture": "progan", "generator": generator.get_config()}, file)
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(generator=generator, generator_ema=generator_ema),
+        os.path.join(run_dir, "checkpoints"), 2)
+    manager.save()
+    z = exports.seeds_to_latents([3], 16)
+    images_at_step_1 = generator_ema.model_for(8)(z).numpy()
+    expected = np.clip(np.round(images_at_step_1 * 127.5 + 127.5), 0, 255).astype(np.uint8)[0]
+    for weight in generator_ema.trainable_weights:
+        weight.assign(weight * 0.5 + 0.1)
+    newest = manager.save()
+    data = bytearray(open(newest + ".data-00000-of-00001", "rb").read())
+    data[len(data) // 3] ^= 0x01
+    open(newest + ".data-00000-of-00001", "wb").write(bytes(data))
+    before = _tree_bytes(run_dir)
+
+    assert generate.main(["--checkpoint", run_dir, "--seeds", "3", "--out_dir",
+                          str(tmp_path / "out")]) == 0
+    warning = capsys.readouterr().err
+    assert warning.count("\n") == 1 and warning.startswith(
+        f"warning: {newest}: skipped, it does not load (TensorBundle at ckpt-2 shard 0")
+    assert "Checksum does not match" in warning and warning.endswith("); using ckpt-1\n")
+    np.testing.assert_array_equal(read_png(tmp_path / "out" / "seed0003.png"), expected)
+    fns, location = generators.from_run_dir(run_dir, noise="random")  # what metrics use
+    assert location.checkpoint == os.path.join(run_dir, "checkpoints", "ckpt-1")
+    np.testing.assert_allclose(fns.images_float(z), images_at_step_1, rtol=1e-6, atol=1e-6)
+    assert capsys.readouterr().err == warning
+    assert _tree_bytes(run_dir) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# --pickle: an official NVIDIA pickle (NVIDIA's layout, written by tests/official_writer.py).
+
+STYLEGAN_PICKLE = dict(num_channels=3, resolution=16, fmap_base=64, fmap_max=16, latent_size=16,
+                       dlatent_size=16, mapping_layers=2, mapping_fmaps=16)
+
+
+@pytest.fixture(scope="module")
+def official_pickles(tmp_path_factory):
+    import official_writer
+
+    directory = tmp_path_factory.mktemp("official")
+    stylegan = directory / "stylegan-16.pkl"
+    official_writer.write_pickle(stylegan,
+                                 official_writer.stylegan_states(STYLEGAN_PICKLE, seed=5))
+    progan = directory / "progan-8.pkl"
+    official_writer.write_pickle(progan, official_writer.progan_states(
+        dict(num_channels=3, resolution=8, fmap_base=32, fmap_max=16), seed=6))
+    return {"stylegan": str(stylegan), "progan": str(progan)}
+
+
+def test_pickle_renders_gs_with_its_stored_noise_and_stored_truncation(official_pickles,
+                                                                       tmp_path):
+    from progan_tf import official
+
+    loaded = official.load(official_pickles["stylegan"])
+    assert (loaded.truncation_psi, loaded.truncation_cutoff) == (0.7, 8)  # G_style's defaults
+    gs = generators.from_network(loaded.Gs, noise="const")  # the stored noise images
+    seeds = [1, 2]
+    truncated = gs.images_for_seeds(seeds, truncation_psi=0.7)
+    untruncated = gs.images_for_seeds(seeds)
+    assert np.abs(truncated.astype(int) - untruncated).max() > 8
+
+    def run(*flags):
+        out = tmp_path / "-".join(flags or ("default",))
+        assert generate.main(["--pickle", official_pickles["stylegan"], "--seeds", "1,2",
+                              "--out_dir", str(out), *flags]) == 0
+        return np.stack([read_png(out / f"seed000{seed}.png") for seed in seeds])
+
+    np.testing.assert_array_equal(run(), truncated)  # the pickle's psi 0.7 without --trunc
+    np.testing.assert_array_equal(run("--trunc", "1"), untruncated)
+    np.testing.assert_array_equal(run("--trunc", "0.7"), truncated)
+    from_g = run("--network", "G", "--trunc", "1")
+    np.testing.assert_array_equal(
+        from_g, generators.from_network(loaded.G, noise="const").images_for_seeds(seeds))
+    assert not np.array_equal(from_g, untruncated)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("trunc_progan", "--trunc: this model has no truncation"),
+    ("network_without_pickle", "--network applies to --pickle only"),
+    ("not_a_pickle", "--pickle: not-a-pickle.pkl: not a pickle"),
+])
+def test_bad_pickle_input_is_one_line(official_pickles, models, tmp_path, capsys, case,
+                                      message):
+    not_a_pickle = tmp_path / "not-a-pickle.pkl"
+    not_a_pickle.write_bytes(b"\x00garbage")
+    argv = {
+        "trunc_progan": ["--pickle", official_pickles["progan"], "--trunc", "0.5"],
+        "network_without_pickle": ["--saved_model", models["version_dir"], "--network", "G"],
+        "not_a_pickle": ["--pickle", str(not_a_pickle)],
+    }[case]
+    assert generate.main(argv + ["--seeds", "1", "--out_dir", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert message in err[-1], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_progan_pickle_renders_gs_at_its_resolution(official_pickles, tmp_path):
+    from progan_tf import official
+
+    gs = official.load(official_pickles["progan"]).Gs
+    assert generate.main(["--pickle", official_pickles["progan"], "--seeds", "0-3", "--grid",
+                          "2x2", "--out_dir", str(tmp_path)]) == 0
+    images = generators.from_network(gs).images_for_seeds([0, 1, 2, 3])
+    np.testing.assert_array_equal(read_png(tmp_path / "grid.png"), image_grid(images, (2, 2)))
+
+
+def test_pickle_mid_growth_renders_at_its_lod_with_its_stored_psi_and_cutoff(tmp_path):
+    from progan_tf import official
+
+    path = os.path.join(REPO, "tests", "fixtures", "official", "stylegan_32_lod1_3.pkl")
+    loaded = official.load(path)  # made by NVIDIA's code: lod 1.3, psi 0.6 and cutoff 3 stored
+    assert (loaded.truncation_psi, loaded.truncation_cutoff) == (0.6, 3)
+    gs = generators.from_network(loaded.Gs, resolution=16, noise="const")
+    expected = gs.images_for_dlatents(gs.dlatents_for_seeds([5], truncation_psi=0.6, cutoff=3))
+    other_cutoff = gs.images_for_dlatents(gs.dlatents_for_seeds([5], truncation_psi=0.6,
+                                                                cutoff=8))
+    assert not np.array_equal(expected, other_cutoff)
+    assert generate.main(["--pickle", path, "--seeds", "5", "--out_dir", str(tmp_path)]) == 0
+    image = read_png(tmp_path / "seed0005.png")
+    assert image.shape == (16, 16, 3)  # 32 / 2^floor(1.3)
+    np.testing.assert_array_equal(image, expected[0])

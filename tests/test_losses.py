@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from progan_tf import losses
@@ -165,3 +166,32 @@ def test_logistic_r1_entry_adds_r1_and_lsgan_adds_no_penalty():
     loss, stats = losses.LOSSES["lsgan"].d_loss(linear_batch(draws), Weights)
     np.testing.assert_allclose(loss, [1.0 + 0.1 * 4.0, 4.0 + 0.1 * 4.0], rtol=1e-6)
     assert stats == {} and draws == []
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_penalties_with_image_scale_equal_those_on_full_size_images(factor):
+    """The original's D box-downscales full-size images; its penalties differentiate with
+    respect to those. Ours, at the trained resolution with image_scale = 1 / factor, agree."""
+    rng = np.random.default_rng(5)
+    weights = tf.constant(rng.standard_normal((1, 4, 4, 3)), tf.float32)
+
+    def small_critic(x):
+        return tf.reduce_sum(tf.tanh(x) * weights, axis=[1, 2, 3])
+
+    def full_critic(x):
+        return small_critic(tf.nn.avg_pool2d(x, factor, factor, "VALID"))
+
+    def full(x):
+        return tf.repeat(tf.repeat(x, factor, axis=1), factor, axis=2)
+
+    reals = tf.constant(rng.standard_normal((3, 4, 4, 3)), tf.float32)
+    fakes = tf.constant(rng.standard_normal((3, 4, 4, 3)), tf.float32)
+    mix = tf.constant(rng.uniform(size=(3, 1, 1, 1)), tf.float32)
+    scale = 1.0 / factor
+    _, small_norms = losses.gradient_penalty(small_critic, reals, fakes, mix, image_scale=scale)
+    _, full_norms = losses.gradient_penalty(full_critic, full(reals), full(fakes), mix)
+    np.testing.assert_allclose(small_norms, full_norms, rtol=1e-5)
+    _, unscaled = losses.gradient_penalty(small_critic, reals, fakes, mix)
+    np.testing.assert_allclose(unscaled, factor * full_norms.numpy(), rtol=1e-5)  # without it
+    np.testing.assert_allclose(losses.r1_penalty(small_critic, reals, image_scale=scale),
+                               losses.r1_penalty(full_critic, full(reals)), rtol=1e-5)

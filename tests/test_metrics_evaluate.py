@@ -317,3 +317,61 @@ def test_a_registered_metric_gets_its_windows_of_the_shared_passes(data_dir, mon
     np.testing.assert_array_equal(np.concatenate(seen["reals"]), reals_array()[2:6])
     np.testing.assert_array_equal(np.concatenate(seen["fakes"]), reals_array()[::-1][:4])
     assert results["count"].num == 4 and results["count"].value == len(seen["reals"])
+
+
+# ---------------------------------------------------------------------------------------------
+# --pickle: an official NVIDIA pickle (NVIDIA's layout, written by tests/official_writer.py).
+
+STYLEGAN_PICKLE = dict(num_channels=3, resolution=SIZE, fmap_base=64, fmap_max=16,
+                       latent_size=16, dlatent_size=16, mapping_layers=2, mapping_fmaps=16)
+
+
+@pytest.fixture(scope="module")
+def stylegan_pickle(tmp_path_factory):
+    import official_writer
+
+    path = tmp_path_factory.mktemp("official") / "stylegan-16.pkl"
+    official_writer.write_pickle(path, official_writer.stylegan_states(STYLEGAN_PICKLE, seed=7))
+    return str(path)
+
+
+def test_pickle_fakes_draw_fresh_noise_untruncated_unless_a_psi_is_given(stylegan_pickle):
+    from progan_tf import official
+    from progan_tf.networks.stylegan import truncate
+
+    gs = official.load(stylegan_pickle).Gs
+    latents = np.random.default_rng(3).normal(size=(2, 16)).astype(np.float32)
+    fakes = generators.from_pickle(stylegan_pickle, noise="random")  # what metrics use
+    assert fakes.default_truncation_psi == 0.7  # stored, but not applied to the fakes
+    # FID (StyleGAN's protocol): every fake gets fresh noise; PPL's synthesis the stored noise.
+    assert not np.allclose(fakes.images_float(latents), fakes.images_float(latents))
+    dlatents = fakes.mapping(latents)
+    np.testing.assert_allclose(fakes.synthesis(dlatents),
+                               gs.synthesis_model_for(SIZE, noise="const")(dlatents),
+                               rtol=1e-5, atol=1e-5)
+    # Untruncated by default (compared with the stored noise, which is deterministic) ...
+    stored_noise = generators.from_pickle(stylegan_pickle, noise="const")
+    np.testing.assert_allclose(stored_noise.images_float(latents),
+                               gs.model_for(SIZE, noise="const")(latents), rtol=1e-5, atol=1e-5)
+    # ... and truncated below the stored cutoff by the psi asked for.
+    truncated = generators.from_pickle(stylegan_pickle, noise="const", truncation_psi=0.5)
+    expected = gs.synthesis_model_for(SIZE, noise="const")(
+        truncate(gs.mapping_model()(latents), gs.dlatent_avg, 0.5, 8))
+    np.testing.assert_allclose(truncated.images_float(latents), expected, rtol=1e-5, atol=1e-5)
+    assert np.abs(truncated.images_float(latents) - stored_noise.images_float(latents)).max() > 0.1
+
+
+def test_command_line_measures_a_pickle_and_names_it(data_dir, saved_model, stylegan_pickle,
+                                                    tmp_path):
+    results_file = tmp_path / "metrics.jsonl"
+    done = run_cli("--metrics", "swd", "--num", "8", "--batch_size", "4", "--data_dir",
+                   data_dir, "--pickle", stylegan_pickle, "--results_file", str(results_file))
+    assert done.returncode == 0, done.stderr
+    assert "SWDx1e3_16" in done.stdout
+    (record,) = [json.loads(line) for line in results_file.read_text().splitlines()]
+    assert record["generator"] == "stylegan-16.pkl (Gs)" and record["num"] == 8
+    done = run_cli("--metrics", "swd", "--data_dir", data_dir, "--pickle", stylegan_pickle,
+                   "--saved_model", saved_model)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: --saved_model and --pickle exclude each other: give one generator")

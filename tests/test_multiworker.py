@@ -3,7 +3,9 @@ only, each under `timeout -k` and a subprocess timeout so a hung peer cannot han
 
 They reproduce a single-process run on the same global batch (losses and summed gradients,
 rtol 1e-5), only the chief writes files, a killed worker stops the other with a clear error
-within --worker_timeout_sec, and `--resume=auto` continues from the chief's last checkpoint.
+within --worker_timeout_sec, and `--resume=auto` continues from the chief's last checkpoint; a
+worker stopped with SIGSTOP (alive, silent) stops the chief the same way, and a chief that finds
+its run directory locked stops the workers at once.
 """
 
 import json
@@ -132,4 +134,71 @@ def test_killed_worker_stops_the_other_and_both_resume_from_the_chiefs_checkpoin
     assert f"at kimg {saved_kimg:.1f}" in log and "Training done" in log
     assert (run_dir / "_training-done.txt").exists()
     assert read_state(str(run_dir / "checkpoints"))["nimg"] == round((saved_kimg + 0.032) * 1000)
+    assert not results[1].exists() or files_under(results[1]) == []
+
+
+def test_a_stopped_worker_makes_the_chief_stop_with_one_clear_line(tmp_path):
+    """SIGSTOP: the worker is alive but silent (no connection reset), so only
+    --worker_timeout_sec can end the chief's wait."""
+    data_dir = write_pyramid(tmp_path / "blobs-16", common.tiny_images(64))
+    results = [tmp_path / "chief-results", tmp_path / "worker-results"]
+    procs = start_workers(lambda i: cli_args(data_dir, results[i], "--total_kimg=100",
+                                             "--worker_timeout_sec=10"))
+    try:
+        checkpoint_state = results[0] / "00000-blobs" / "checkpoints" / "checkpoint"
+        deadline = time.time() + 120
+        while time.time() < deadline and procs[0].poll() is None and not checkpoint_state.exists():
+            time.sleep(0.2)
+        assert checkpoint_state.exists(), finish(procs)[0][1][-3000:]
+        os.killpg(procs[1].pid, signal.SIGSTOP)  # the worker and its `timeout` wrapper
+        stopped = time.time()
+        _, chief_err = procs[0].communicate(timeout=STOP_TIMEOUT_SEC)
+        print(f"the chief stopped {time.time() - stopped:.1f} s after its peer")
+        assert procs[0].returncode == 1, chief_err[-3000:]
+        last_line = chief_err.strip().splitlines()[-1]
+        assert last_line.startswith("progan_tf.train: error: --strategy=multi_worker: lost a "
+                                    "peer worker ("), chief_err[-3000:]
+        assert last_line.endswith("--resume=auto to continue from the last checkpoint in "
+                                  f"{results[0] / '00000-blobs'}")
+        assert "Traceback" not in chief_err
+        assert read_state(str(checkpoint_state.parent))["nimg"] > 0  # its checkpoint loads
+    finally:
+        for proc in procs:
+            kill_group(proc)  # SIGKILL ends a stopped process too
+            proc.communicate(timeout=30)
+
+
+def test_workers_stop_at_once_when_the_chief_finds_its_run_directory_locked(tmp_path):
+    from progan_tf.training import loop
+    from progan_tf.utils import run_lock
+
+    data_dir = write_pyramid(tmp_path / "blobs-16", common.tiny_images(64))
+    results = [tmp_path / "chief-results", tmp_path / "worker-results"]
+    # A run to resume, made in this process with the flags of cli_args.
+    cfg = common.tiny_config(results[0], data_dir=data_dir, desc="blobs", total_kimg=0.016)
+    run_dir = loop.train(cfg, log_stream=open(os.devnull, "w")).run_dir
+    lock = run_lock.acquire(run_dir)  # another run trains in it
+    try:
+        before = {name: open(os.path.join(run_dir, name), "rb").read()
+                  for name in files_under(run_dir)}
+        # The default --worker_timeout_sec (300) exceeds the generous bound below: a worker that
+        # waited for its chief's collectives would fail the test.
+        procs = start_workers(lambda i: cli_args(data_dir, results[i], "--total_kimg=100",
+                                                 f"--resume={run_dir}"))
+        logs = finish(procs, timeout=STOP_TIMEOUT_SEC)
+        after = {name: open(os.path.join(run_dir, name), "rb").read()
+                 for name in files_under(run_dir)}
+    finally:
+        lock.release()
+    assert after == before  # the lock file still names this process; nothing else changed
+    refusal = (f"{run_dir} is in use by another training run: pid {os.getpid()} on host "
+               f"{socket.gethostname()} holds its lock _run.lock; stopped without writing "
+               f"anything. Wait for that run to end (or stop it) and try again")
+    (_, chief_err), (_, worker_err) = logs
+    assert procs[0].returncode == 1, chief_err[-3000:]
+    assert chief_err.strip().splitlines()[-1] == f"progan_tf.train: error: {refusal}"
+    assert procs[1].returncode == 1, worker_err[-3000:]
+    assert worker_err.strip().splitlines()[-1] == (
+        f"progan_tf.train: error: the chief worker stopped: {refusal}")
+    assert "Traceback" not in chief_err + worker_err
     assert not results[1].exists() or files_under(results[1]) == []

@@ -295,3 +295,70 @@ def test_dtype_reaches_every_layer_and_is_not_stored(network_class):
             network_class is StyleGenerator) else float32.latent_size)
         assert float32.model_for(16)(inputs).dtype == "float32"
     assert model(inputs).dtype == "float16"
+
+
+# --- options the official pickles need (issue 13): ProGAN's unfused D, StyleGAN's cutoff ------
+
+
+def _identity_conv(conv, bias=0.0):
+    """Sets a 1-channel 3x3 WeightScaledConv2D to x -> x + bias (center tap 1 after scaling)."""
+    kernel = np.zeros(conv.kernel.shape, "float32")
+    kernel[1, 1, 0, 0] = 1.0 / conv.runtime_scale
+    conv.kernel.assign(kernel)
+    conv.bias.assign(np.full(conv.bias.shape, bias, "float32"))
+
+
+@pytest.mark.parametrize("fused_scale, expected", [(True, -0.1), (False, 0.1)])
+def test_unfused_discriminator_block_pools_after_bias_and_lrelu(fused_scale, expected):
+    from progan_tf.networks import DiscriminatorBlock
+
+    block = DiscriminatorBlock(1, 1, fused_scale=fused_scale)
+    block.build((None, 4, 4, 1))
+    _identity_conv(block.conv0)
+    _identity_conv(block.conv1, bias=-1.0)
+    x = np.tile(np.array([[2.0, 0.0], [0.0, 0.0]], "float32"), (2, 2))[None, :, :, None]
+    # Each 2x2 window holds 2, 0, 0, 0. Fused (pool, +bias, lrelu): lrelu(0.5 - 1) = -0.1.
+    # Unfused (+bias, lrelu, pool): mean(lrelu([1, -1, -1, -1])) = (1 - 0.6) / 4 = 0.1.
+    np.testing.assert_allclose(block(x), np.full((1, 2, 2, 1), expected), rtol=1e-6)
+    assert block.conv1.name == ("conv1_down" if fused_scale else "conv1")
+
+
+def test_discriminator_fused_scale_is_stored_only_when_unfused():
+    unfused = Discriminator(8, fused_scale=False, **TINY)
+    config = unfused.get_config()
+    assert config["fused_scale"] is False
+    rebuilt = Discriminator.from_config(config)
+    assert not rebuilt.fused_scale and not rebuilt.block_8x8.fused_scale
+    fused = Discriminator(8, **TINY)
+    # A run's network.json written before the option existed still describes its D.
+    assert "fused_scale" not in fused.get_config()
+    assert Discriminator.from_config(fused.get_config()).block_8x8.fused_scale
+    x = normal(4, 8, 8, 3)
+    for source, target in zip(unfused.weights, rebuilt.weights):
+        target.assign(source)
+    np.testing.assert_allclose(rebuilt(x), unfused(x), rtol=1e-6)
+    for source, target in zip(unfused.weights, fused.weights):
+        target.assign(source)
+    assert np.abs(np.asarray(fused(x)) - np.asarray(unfused(x))).max() > 1e-3
+
+
+def test_stylegan_endpoints_truncate_below_the_generators_cutoff():
+    from progan_tf import serving
+    from progan_tf.networks import truncate
+
+    small = dict(TINY, latent_size=8, dlatent_size=8, mapping_layers=2, mapping_fmaps=8)
+    generator = StyleGenerator(8, truncation_cutoff=2, seed=1, **small)
+    assert generator.get_config()["truncation_cutoff"] == 2
+    assert "truncation_cutoff" not in StyleGenerator(8, seed=1, **small).get_config()
+    assert StyleGenerator.from_config(generator.get_config()).truncation_cutoff == 2
+    generator.dlatent_avg.assign(normal(8, seed=3))
+    endpoint = {e.name: e for e in serving.stylegan_endpoints(generator)}["generate_seeds"]
+    seeds = tf.constant([3, 4], tf.int64)
+    out = endpoint.fn(seeds=seeds, truncation_psi=tf.constant([0.0, 0.5]))
+    dlatents = generator.mapping_model()(out["latents"])
+    synthesis = generator.synthesis_model_for(8, noise="const")
+    expected = synthesis(truncate(dlatents, generator.dlatent_avg, tf.constant([0.0, 0.5]), 2))
+    np.testing.assert_allclose(out["images_float"], np.clip(expected, -1, 1), atol=1e-5)
+    default_cutoff = synthesis(truncate(dlatents, generator.dlatent_avg,
+                                        tf.constant([0.0, 0.5])))
+    assert np.abs(np.asarray(default_cutoff) - np.asarray(expected)).max() > 1e-4

@@ -1,11 +1,15 @@
 """The training loop: stops (non-finite steps, bad flags or data, SIGINT), exact resume, a run
-directory made before progan_tf/training/ existed, and a short end-to-end run of
-`python -m progan_tf.train`. Tiny networks and data of tests/training_common.py."""
+directory made before progan_tf/training/ existed, a short end-to-end run of
+`python -m progan_tf.train`, and the run directory's lock (a second run refused, in this process
+and from another one; a warning where the file system has no locks). Tiny networks and data of
+tests/training_common.py."""
 
+import errno
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -232,3 +236,120 @@ def test_command_line_run_stops_on_sigint_resumes_and_exports(tmp_path):
     images = loaded.signatures["serving_default"](latents=latents)
     images = next(iter(images.values()))
     assert images.shape[0] == 3 and images.shape[1:3] == (16, 16)
+
+
+# ------------------------------------------------------------------------------------------------
+# The run directory's lock (progan_tf/utils/run_lock.py): one run at a time writes a directory.
+
+
+def tree_snapshot(path):
+    """{relative path: (bytes, mtime_ns)} of every file under `path`."""
+    snapshot = {}
+    for root, _, names in os.walk(path):
+        for name in names:
+            full = os.path.join(root, name)
+            with open(full, "rb") as file:
+                snapshot[os.path.relpath(full, path)] = (file.read(), os.stat(full).st_mtime_ns)
+    return snapshot
+
+
+def test_a_locked_run_directory_is_refused_and_the_lock_ends_with_each_train_call(tmp_path):
+    from progan_tf.utils import run_lock
+    host = socket.gethostname()
+    images = tiny_images(16, resolution=4)
+    cfg = tiny_config(tmp_path, max_nonfinite_steps=2, total_kimg=0.064)
+    with pytest.raises(loop.TrainingError, match="non-finite"):
+        loop.train(cfg, source=InMemorySource(np.full_like(images, np.nan)), log_stream=DEVNULL)
+    run_dir = str(tmp_path / "00000-memory")
+    run_lock.acquire(run_dir).release()  # released although train() failed
+
+    held = run_lock.acquire(run_dir)  # as another run would hold it
+    try:
+        before = tree_snapshot(tmp_path)
+        for resume in (run_dir, "auto"):  # auto: the newest unfinished run is this one
+            with pytest.raises(loop.TrainingError) as refused:
+                loop.train(cfg.replace(resume=resume), source=InMemorySource(images),
+                           log_stream=DEVNULL)
+            assert str(refused.value) == (
+                f"{run_dir} is in use by another training run: this process (pid {os.getpid()} "
+                f"on host {host}, through an earlier lock) holds its lock _run.lock; stopped "
+                f"without writing anything. Wait for that run to end (or stop it) and try again")
+        assert tree_snapshot(tmp_path) == before  # nothing written, no other run started
+    finally:
+        held.release()
+
+    result = loop.train(cfg.replace(resume="auto", total_kimg=0.032),
+                        source=InMemorySource(images), log_stream=DEVNULL)
+    assert result.status == "done" and result.run_dir == run_dir
+    assert sorted(os.listdir(tmp_path)) == ["00000-memory"]
+    assert read_state(os.path.join(run_dir, "checkpoints"))["nimg"] == 32
+    run_lock.acquire(run_dir).release()  # released at the end
+
+
+def test_a_run_directory_on_a_file_system_without_locks_trains_after_a_warning(
+        tmp_path, monkeypatch):
+    import fcntl
+
+    def unsupported(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", unsupported)
+    result = loop.train(tiny_config(tmp_path, total_kimg=0.016),
+                        source=InMemorySource(tiny_images(16, resolution=4)), log_stream=DEVNULL)
+    assert result.status == "done"
+    lock_file = os.path.join(result.run_dir, "_run.lock")
+    warning = (f"Warning: cannot lock {lock_file} ({os.strerror(errno.ENOLCK)}): this file "
+               f"system does not support file locks, so nothing stops a second run from writing "
+               f"{result.run_dir} at the same time")
+    log = open(os.path.join(result.run_dir, "log.txt")).read().splitlines()
+    assert log[0] == warning and log[1].startswith("Saving results to")
+
+
+def test_a_second_process_on_a_training_run_directory_stops_and_leaves_it_untouched(tmp_path):
+    data_dir = write_pyramid(tmp_path / "blobs-4", tiny_images(32, resolution=4))
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "progan_tf.train", f"--data_dir={data_dir}",
+               f"--results_dir={results}", "--fmap_base=64", "--fmap_max=16",
+               "--minibatch_base=8", "--minibatch_dict=", "--minibatch_repeats=1",
+               "--tick_kimg_base=0.016", "--tick_kimg_dict=", "--grid_size=2x2",
+               "--strategy=one_device", "--export=false", "--resume=auto"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    run_dir = results / "00000-blobs-4"
+    first = subprocess.Popen(command + ["--total_kimg=100"], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and first.poll() is None:
+            if (run_dir / "checkpoints" / "checkpoint").exists():
+                break
+            time.sleep(0.2)
+        assert (run_dir / "checkpoints" / "checkpoint").exists(), first.communicate()[1][-3000:]
+        first.send_signal(signal.SIGSTOP)  # frozen, so that any write by the second shows
+        before = tree_snapshot(results)
+        start = time.time()
+        second = subprocess.run(command + ["--total_kimg=100"], cwd=REPO, env=env,
+                                capture_output=True, text=True, timeout=120)
+        seconds = time.time() - start
+        assert second.returncode == 1, second.stderr[-3000:]
+        assert second.stderr.strip().splitlines()[-1] == (
+            f"progan_tf.train: error: {run_dir} is in use by another training run: pid "
+            f"{first.pid} on host {socket.gethostname()} holds its lock _run.lock; stopped "
+            f"without writing anything. Wait for that run to end (or stop it) and try again")
+        assert "Traceback" not in second.stderr
+        assert tree_snapshot(results) == before
+        print(f"second run refused after {seconds:.1f} s")
+        first.send_signal(signal.SIGCONT)
+        time.sleep(1.0)  # trains on
+        first.send_signal(signal.SIGINT)
+        stdout, stderr = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 128 + signal.SIGINT, stderr[-3000:]
+    assert "Stopped at kimg" in stdout
+    log = (run_dir / "log.txt").read_text()
+    assert "Resuming" not in log and log.count("Saving results to") == 1
+    ticks = [int(line.split()[1]) for line in log.splitlines() if line.startswith("tick ")]
+    assert ticks == list(range(1, len(ticks) + 1))
+    assert sorted(os.listdir(results)) == ["00000-blobs-4"]

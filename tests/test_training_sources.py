@@ -1,12 +1,14 @@
-"""Sources of reals: the in-memory source's order, levels and replica split; the flag checks."""
+"""Sources of reals: the in-memory source's order, levels and replica split; the flag checks;
+--create_embedded_data only at a path named for the embedded set."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import conftest
+from data_tools.sources import embedded
 from progan_tf.training import sources
-from training_common import tiny_config, tiny_images
+from training_common import tiny_config, tiny_images, write_pyramid
 
 
 def test_in_memory_stream_is_a_function_of_the_position_and_the_seed():
@@ -58,3 +60,36 @@ def test_flags_that_do_not_fit_the_data_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"--data_dir: \S+nowhere is not a directory"):
         sources.open_source(tiny_config(data_dir=str(tmp_path / "nowhere")))
     sources.check_data(tiny_config(), source)
+
+
+def test_create_embedded_data_refuses_a_missing_data_dir_not_named_for_the_embedded_set(
+        tmp_path, monkeypatch):
+    built = []
+    monkeypatch.setattr(embedded, "create_embedded", built.append)
+    for name in ("fashion-mnist-23", "fashion-mnist-32-typo", "datasets"):
+        data_dir = tmp_path / "datasets" / name
+        with pytest.raises(ValueError) as raised:
+            sources.open_source(tiny_config(data_dir=str(data_dir), create_embedded_data=True))
+        assert str(raised.value) == (
+            f"--data_dir: {data_dir} does not exist (--create_embedded_data builds the embedded "
+            f"set only at a path ending in fashion-mnist-32)")
+    assert built == [] and not (tmp_path / "datasets").exists()
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "//"])
+def test_create_embedded_data_builds_at_a_path_ending_in_the_embedded_sets_name(
+        tmp_path, monkeypatch, suffix):
+    assert embedded.DIRECTORY_NAME == "fashion-mnist-32"
+    built = []
+
+    def build_a_small_pyramid(path):  # stands in for the 12,000 images of the real set
+        built.append(path)
+        write_pyramid(path, tiny_images(num=4, resolution=8))
+
+    monkeypatch.setattr(embedded, "create_embedded", build_a_small_pyramid)
+    data_dir = str(tmp_path / "data" / "fashion-mnist-32") + suffix
+    messages = []
+    source = sources.open_source(tiny_config(data_dir=data_dir, create_embedded_data=True),
+                                 messages.append)
+    assert built == [data_dir] and (source.resolution, source.num_images) == (8, 4)
+    assert messages == [f"Building the embedded Fashion-MNIST dataset in {data_dir}"]

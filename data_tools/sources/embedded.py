@@ -14,6 +14,9 @@ from data_tools.sources.mnist import create_mnist
 EMBEDDED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "embedded")
 INPUT_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 COMMAND = "create_embedded"
+# The directory name of the embedded set (the quickstart's --data_dir ends in it): the trainer's
+# --create_embedded_data builds it only at a path whose last part is this name.
+DIRECTORY_NAME = "fashion-mnist-32"
 BUILD_VERSION = 1  # bump when the records this command writes change
 
 

@@ -11,11 +11,15 @@
     python -m progan_tf.metrics --metrics swd_reals,ms_ssim_reals --data_dir datasets/emoji
     # perceptual path length (ppl_w* need a StyleGAN generator)
     python -m progan_tf.metrics --metrics ppl_zfull,ppl_wend --saved_model EXPORT --num 2000
+    # an official NVIDIA pickle's Gs (read without running its code), untruncated
+    python -m progan_tf.metrics --metrics fid --pickle karras2018iclr-celebahq-1024x1024.pkl \\
+        --data_dir datasets/celebahq
 
 Metrics: swd, swd_reals, ms_ssim, ms_ssim_reals, fid, ppl_zfull, ppl_zend, ppl_wfull, ppl_wend.
 FID and PPL need the offline weights once: python -m progan_tf.metrics.weights fetch.
-A StyleGAN generator from --run_dir draws fresh noise for every fake (StyleGAN's FID protocol)
-and renders the stored noise for PPL; an export (--saved_model) always renders its stored noise.
+A StyleGAN generator from --run_dir or --pickle draws fresh noise for every fake (StyleGAN's
+FID protocol) and renders the stored noise for PPL; an export (--saved_model) always renders its
+stored noise. Fakes are untruncated unless --trunc is given (--pickle only).
 """
 
 import os
@@ -36,6 +40,14 @@ _SAVED_MODEL = flags.DEFINE_string("saved_model", None, "Exported generator: a S
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Training run directory (or checkpoint prefix): "
                                "the generator comes from its latest checkpoint unless "
                                "--saved_model is given; results go to its metrics.jsonl.")
+_PICKLE = flags.DEFINE_string("pickle", None, "Official NVIDIA ProGAN/StyleGAN pickle (e.g. "
+                              "karras2018iclr-celebahq-1024x1024.pkl), read without running its "
+                              "code; excludes --saved_model.")
+_NETWORK = flags.DEFINE_enum("network", None, ["Gs", "G"], "With --pickle: the network to "
+                             "measure (default Gs, the moving average).")
+_TRUNC = flags.DEFINE_float("trunc", None, "With a StyleGAN --pickle: truncation psi of the "
+                            "fakes of swd, ms_ssim and fid (default: none, whatever psi the "
+                            "pickle stores).")
 _RAW = flags.DEFINE_boolean("raw", False, "With --run_dir: the trained generator instead of its "
                             "moving average.")
 _NUM = flags.DEFINE_integer("num", None, "Images per metric (pairs for ppl_*). Default: the "
@@ -62,15 +74,24 @@ _QUIET = flags.DEFINE_boolean("quiet", False, "No progress lines.")
 
 
 def _generator(names, kimg):
-    """(GeneratorFns or None, kimg, run directory or None) from --saved_model / --run_dir."""
+    """(GeneratorFns or None, kimg, run directory or None) from --saved_model / --pickle /
+    --run_dir."""
     from exports import run_dir as run_dir_lib
     from progan_tf import generators
     from progan_tf.metrics import evaluate, sources
 
+    if _SAVED_MODEL.value and _PICKLE.value:
+        raise generators.GeneratorError("--saved_model and --pickle exclude each other: give "
+                                        "one generator")
+    if _NETWORK.value and not _PICKLE.value:
+        raise generators.GeneratorError("--network applies to --pickle only")
+    if _TRUNC.value is not None and not _PICKLE.value:
+        raise generators.GeneratorError("--trunc applies to --pickle only (exports and runs "
+                                        "are measured untruncated)")
     run_dir = None
     if _RUN_DIR.value:
         try:
-            run_dir = run_dir_lib.locate_checkpoint(_RUN_DIR.value).run_dir
+            run_dir = run_dir_lib.locate_checkpoint(_RUN_DIR.value, warn=False).run_dir
         except run_dir_lib.ExportError as error:
             raise generators.GeneratorError(f"--run_dir: {error}") from None
     if not any(evaluate.METRICS[name].needs_generator for name in names):
@@ -80,6 +101,14 @@ def _generator(names, kimg):
             return generators.from_saved_model(_SAVED_MODEL.value), kimg, run_dir
         except generators.GeneratorError as error:
             raise generators.GeneratorError(f"--saved_model: {error}") from None
+    if _PICKLE.value:
+        try:
+            generator = generators.from_pickle(_PICKLE.value, network=_NETWORK.value or "Gs",
+                                               noise="random", truncation_psi=_TRUNC.value,
+                                               progress=None if _QUIET.value else sys.stderr)
+        except generators.GeneratorError as error:
+            raise generators.GeneratorError(f"--pickle: {error}") from None
+        return generator, kimg, run_dir
     if _RUN_DIR.value:
         generator, checkpoint_kimg = sources.generator_from_run_dir(_RUN_DIR.value,
                                                                     raw=_RAW.value)

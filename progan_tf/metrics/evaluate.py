@@ -65,7 +65,8 @@ def _check(requests):
         if metric.needs_reals and request.reals is None:
             raise MetricsError(f"{name} needs real images: give --data_dir")
         if metric.needs_generator and request.generator is None:
-            raise MetricsError(f"{name} needs a generator: give --saved_model or --run_dir")
+            raise MetricsError(f"{name} needs a generator: give --saved_model, --run_dir or "
+                               f"--pickle")
         if metric.check is not None:
             metric.check(request)
         if request.num < 2:

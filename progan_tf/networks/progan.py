@@ -141,22 +141,27 @@ class DiscriminatorBlock(Block):
 
     conv 3x3 (filters0) -> lrelu -> [blur] -> conv 3x3 (filters1) -> 2x2 average pool -> lrelu.
     Pooling before the bias and lrelu is what the original's default fused stride-2 conv
-    computes. `blur_filter` (StyleGAN: [1, 2, 1]) low-pass filters before the downsampling conv.
+    computes (`fused_scale=True`, also StyleGAN's order in both of its paths); ProGAN's unfused
+    option (`fused_scale=False`, the layout of NVIDIA's released ProGAN files) pools last:
+    conv 3x3 -> bias -> lrelu -> 2x2 average pool. `blur_filter` (StyleGAN: [1, 2, 1])
+    low-pass filters before the downsampling conv.
     """
 
-    def __init__(self, filters0, filters1, blur_filter=None, **kwargs):
+    def __init__(self, filters0, filters1, blur_filter=None, fused_scale=True, **kwargs):
         super().__init__(**kwargs)
         self.filters0 = filters0
         self.filters1 = filters1
         self.blur_filter = list(blur_filter) if blur_filter else None
+        self.fused_scale = bool(fused_scale)
         policy = self.dtype_policy
         self.conv0 = layers.WeightScaledConv2D(filters0, 3, seed=self.seed_for("conv0"),
                                                name="conv0", dtype=policy)
         self.blur = None
         if self.blur_filter:
             self.blur = layers.Blur2D(self.blur_filter, name="blur", dtype=policy)
-        self.conv1 = layers.WeightScaledConv2D(filters1, 3, seed=self.seed_for("conv1_down"),
-                                               name="conv1_down", dtype=policy)
+        conv1_name = "conv1_down" if self.fused_scale else "conv1"  # the original's names
+        self.conv1 = layers.WeightScaledConv2D(filters1, 3, seed=self.seed_for(conv1_name),
+                                               name=conv1_name, dtype=policy)
 
     def build(self, input_shape):
         shape = self.conv0.compute_output_shape(input_shape)
@@ -169,6 +174,8 @@ class DiscriminatorBlock(Block):
         x = layers.lrelu(self.conv0(x))
         if self.blur is not None:
             x = self.blur(x)
+        if not self.fused_scale:
+            return layers.downsample2d(layers.lrelu(self.conv1(x)))
         return layers.lrelu(layers.downsample2d(self.conv1(x)))  # pool(conv + b) = pool(conv) + b
 
     def compute_output_shape(self, input_shape):
@@ -180,12 +187,12 @@ class DiscriminatorBlock(Block):
         rows = [("conv0", shape, count_params(self.conv0))]
         if self.blur is not None:
             rows.append(("blur", shape, 0))
-        return rows + [("conv1_down", self.compute_output_shape(input_shape)[1:],
+        return rows + [(self.conv1.name, self.compute_output_shape(input_shape)[1:],
                         count_params(self.conv1))]
 
     def get_config(self):
         return {**super().get_config(), "filters0": self.filters0, "filters1": self.filters1,
-                "blur_filter": self.blur_filter}
+                "blur_filter": self.blur_filter, "fused_scale": self.fused_scale}
 
 
 @layers.register
@@ -333,6 +340,11 @@ class Discriminator(GrowingNetwork):
         mbstd_num_features: extra stddev feature maps (1).
         mbstd_grouping: "consecutive" (default) or "strided" (the original's, for weight parity).
         blur_filter: None (ProGAN) or StyleGAN's [1, 2, 1], applied before each downsampling conv.
+        fused_scale: True (default) pools right after each block's second conv, before its bias
+            and lrelu, as the original's fused conv computes; False is ProGAN's unfused order
+            (bias, lrelu, then pool), the layout of NVIDIA's released ProGAN files. Stored in
+            `get_config()` only when False, so the network.json of runs made before the option
+            existed still describes their discriminator.
         seed, dtype: as `Generator`.
     """
 
@@ -340,7 +352,8 @@ class Discriminator(GrowingNetwork):
 
     def __init__(self, resolution, num_channels=3, label_size=0, fmap_base=8192, fmap_decay=1.0,
                  fmap_max=512, mbstd_group_size=4, mbstd_num_features=1,
-                 mbstd_grouping="consecutive", blur_filter=None, seed=None, **kwargs):
+                 mbstd_grouping="consecutive", blur_filter=None, fused_scale=True, seed=None,
+                 **kwargs):
         kwargs.setdefault("name", "discriminator")
         super().__init__(resolution, num_channels, label_size, fmap_base, fmap_decay, fmap_max,
                          seed=seed, **kwargs)
@@ -348,6 +361,7 @@ class Discriminator(GrowingNetwork):
         self.mbstd_num_features = mbstd_num_features
         self.mbstd_grouping = mbstd_grouping
         self.blur_filter = list(blur_filter) if blur_filter else None
+        self.fused_scale = bool(fused_scale)
         for res in self.resolutions:
             filters = self.filters_at(res)
             name = f"from_rgb_{res}x{res}"
@@ -362,7 +376,7 @@ class Discriminator(GrowingNetwork):
                                                  mbstd_num_features, mbstd_grouping, **common)
             else:
                 block = DiscriminatorBlock(filters, self.filters_at(res // 2), self.blur_filter,
-                                           **common)
+                                           self.fused_scale, **common)
             block.build(from_rgb.compute_output_shape((None, res, res, num_channels)))
             setattr(self, common["name"], block)
         self.built = True
@@ -397,6 +411,9 @@ class Discriminator(GrowingNetwork):
         return rows
 
     def get_config(self):
-        return {**super().get_config(), "mbstd_group_size": self.mbstd_group_size,
-                "mbstd_num_features": self.mbstd_num_features,
-                "mbstd_grouping": self.mbstd_grouping, "blur_filter": self.blur_filter}
+        config = {**super().get_config(), "mbstd_group_size": self.mbstd_group_size,
+                  "mbstd_num_features": self.mbstd_num_features,
+                  "mbstd_grouping": self.mbstd_grouping, "blur_filter": self.blur_filter}
+        if not self.fused_scale:  # see the class docstring
+            config["fused_scale"] = False
+        return config

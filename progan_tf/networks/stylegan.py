@@ -252,6 +252,9 @@ class StyleGenerator(GrowingGenerator):
         mapping_layers, mapping_fmaps, mapping_lrmul: mapping network (8, 512, 0.01).
         fused_min_resolution: first output resolution whose upsampling conv is fused (128).
         blur_filter: low-pass filter after upsampling ([1, 2, 1]; None disables).
+        truncation_cutoff: the truncation trick moves the styles of layers < this (8: 4x4 to
+            32x32); exports use it. Stored in `get_config()` only when it is not 8, so the
+            network.json of runs made before the option existed still describes their generator.
         seed, dtype: as ProGAN's `Generator` (neither is part of `get_config()`).
 
     Models: `model_for(res, noise)` (z -> images, no truncation), `mapping_model()` (z -> w per
@@ -264,7 +267,8 @@ class StyleGenerator(GrowingGenerator):
     def __init__(self, resolution, num_channels=3, label_size=0, latent_size=512,
                  dlatent_size=512, mapping_layers=8, mapping_fmaps=512, mapping_lrmul=0.01,
                  fmap_base=8192, fmap_decay=1.0, fmap_max=512, fused_min_resolution=128,
-                 blur_filter=BLUR_FILTER, seed=None, **kwargs):
+                 blur_filter=BLUR_FILTER, truncation_cutoff=TRUNCATION_CUTOFF, seed=None,
+                 **kwargs):
         kwargs.setdefault("name", "generator")
         super().__init__(resolution, num_channels, label_size, fmap_base, fmap_decay, fmap_max,
                          seed=seed, **kwargs)
@@ -275,6 +279,7 @@ class StyleGenerator(GrowingGenerator):
         self.mapping_lrmul = mapping_lrmul
         self.fused_min_resolution = fused_min_resolution
         self.blur_filter = list(blur_filter) if blur_filter else None
+        self.truncation_cutoff = int(truncation_cutoff)
         self.num_layers = num_layers_at(resolution)
         self.mapping = MappingNetwork(latent_size, label_size, dlatent_size, self.num_layers,
                                       mapping_layers, mapping_fmaps, mapping_lrmul,
@@ -359,11 +364,14 @@ class StyleGenerator(GrowingGenerator):
         return rows + self.synthesis_rows((None, self.num_layers, self.dlatent_size))
 
     def get_config(self):
-        return {**super().get_config(), "latent_size": self.latent_size,
-                "dlatent_size": self.dlatent_size, "mapping_layers": self.mapping_layers,
-                "mapping_fmaps": self.mapping_fmaps, "mapping_lrmul": self.mapping_lrmul,
-                "fused_min_resolution": self.fused_min_resolution,
-                "blur_filter": self.blur_filter}
+        config = {**super().get_config(), "latent_size": self.latent_size,
+                  "dlatent_size": self.dlatent_size, "mapping_layers": self.mapping_layers,
+                  "mapping_fmaps": self.mapping_fmaps, "mapping_lrmul": self.mapping_lrmul,
+                  "fused_min_resolution": self.fused_min_resolution,
+                  "blur_filter": self.blur_filter}
+        if self.truncation_cutoff != TRUNCATION_CUTOFF:  # see the class docstring
+            config["truncation_cutoff"] = self.truncation_cutoff
+        return config
 
 
 def stylegan_discriminator(resolution, **kwargs):

@@ -1,9 +1,11 @@
 """tf.distribute for training: the strategy by name, the chief worker, broadcasting the chief's
-variables, and how each input pipeline splits the global batches (`split_batches`)."""
+variables and status text, and how each input pipeline splits the global batches
+(`split_batches`)."""
 
 import dataclasses
 import os
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -61,6 +63,25 @@ def broadcast_from_chief(strategy, variables, chief):
     reduced = strategy.experimental_local_results(strategy.run(contribute))[0]
     for variable, value in zip(variables, reduced):
         variable.assign(value)
+
+
+def broadcast_text_from_chief(strategy, text, chief, max_bytes=2048):
+    """The chief's `text` (UTF-8, cut to `max_bytes`) on every worker; the others pass anything
+    (it is ignored). One all-reduce of the byte values in which the other workers contribute
+    zeros; every worker must call it at the same point. Used for the chief's status before any
+    other collective, e.g. why it cannot start, so the others stop instead of waiting for it."""
+    data = text.encode("utf-8")[:max_bytes] if chief else b""
+    codes = np.zeros(max_bytes, np.int32)
+    codes[:len(data)] = np.frombuffer(data, np.uint8)
+
+    def contribute():
+        context = tf.distribute.get_replica_context()
+        first = tf.equal(context.replica_id_in_sync_group, 0) if chief else tf.constant(False)
+        return context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                  tf.where(first, tf.constant(codes), tf.zeros_like(codes)))
+
+    reduced = strategy.experimental_local_results(strategy.run(contribute))[0].numpy()
+    return bytes(reduced[reduced > 0].astype(np.uint8)).decode("utf-8", errors="ignore")
 
 
 @dataclasses.dataclass(frozen=True)

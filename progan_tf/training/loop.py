@@ -1,6 +1,7 @@
 """The training loop (`train`): one iteration after another on the schedule, the end of each tick
 (progress line, TensorBoard, grids, metrics, checkpoint), and the stop (done, signal, non-finite
-steps, bad data, a lost worker), in that order below.
+steps, bad data, a lost worker), in that order below; then a write that fails (a full disk) and
+the run directory's lock (`claim_run_dir`), held for the run's lifetime.
 
 An iteration is `minibatch_repeats` times (`d_repeats` D steps, then one G step) at one schedule
 phase; the phase (lod, fade-in alpha, minibatch, learning rates) is re-evaluated from the images
@@ -8,6 +9,7 @@ shown before each iteration. Every counter lives in the TrainingState, which the
 """
 
 import collections
+import contextlib
 import dataclasses
 import os
 import re
@@ -20,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from exports import saved_model as export_lib
+from exports.run_dir import ExportError
 from progan_tf import metrics as metrics_lib
 from progan_tf import schedule as schedule_lib
 from progan_tf import summaries
@@ -29,6 +32,7 @@ from progan_tf.training import snapshots as snapshots_lib
 from progan_tf.training import sources
 from progan_tf.training.run_dir import TrainingError
 from progan_tf.training.steps import GanTrainer, ema_beta_for
+from progan_tf.utils import run_lock
 from progan_tf.utils.files import write_atomic
 from progan_tf.utils.progress import ProgressBar, progress_line
 
@@ -48,33 +52,47 @@ class TrainResult:
     export_dir: str | None = None
 
 
-def train(cfg, source=None, strategy=None, flags=None, log_stream=None):
+def train(cfg, source=None, strategy=None, flags=None, log_stream=None, init=None):
     """Runs (or resumes) training as `cfg` describes; returns a TrainResult.
 
     source: data source (default: the dataset directory of cfg.data_dir); strategy: a
     tf.distribute strategy (default from cfg.strategy); flags: the dict written to flags.json
-    (default cfg.to_json_dict()); log_stream: where messages go besides log.txt (stdout).
+    (default cfg.to_json_dict()); log_stream: where messages go besides log.txt (stdout);
+    init: with --init_from, its `init_from.InitFrom` (default: read by the trainer).
     """
     try:
-        run = _Run(cfg, *_source_and_strategy(cfg, source, strategy, log_stream), log_stream)
+        source, strategy = _source_and_strategy(cfg, source, strategy, log_stream)
+        run = _Run(cfg, source, strategy, log_stream, init)
     except TrainingError:
         raise
     except ValueError as error:  # bad flags or data: one clear line, before any work
         raise TrainingError(str(error)) from error
+    except tf.errors.OpError as error:  # the chief's status broadcast (see _Run)
+        if strategy is None or not distribute.is_multi_worker(strategy):
+            raise
+        raise _lost_peer(error, cfg.results_dir) from None
+    failed = True
     try:
         run.open(flags if flags is not None else cfg.to_json_dict())
         with _StopRequest(run.log) as stop:
-            return _loop(run, stop)
+            result = _loop(run, stop)
+        failed = False
+        return result
+    except _WriteFailed as error:
+        raise run.write_error(error) from None
     except tf.errors.OpError as error:
         if not run.multi_worker:
             raise
-        where = run.run_dir or cfg.results_dir
-        raise TrainingError(
-            f"--strategy=multi_worker: lost a peer worker ({type(error).__name__}: "
-            f"{_first_line(error)}); stopped. Restart every worker with --resume=auto to "
-            f"continue from the last checkpoint in {where}") from None
+        raise _lost_peer(error, run.run_dir or cfg.results_dir) from None
     finally:
-        run.close()
+        run.close(after_error=failed)  # releases the run directory's lock
+
+
+def _lost_peer(error, where):
+    return TrainingError(
+        f"--strategy=multi_worker: lost a peer worker ({type(error).__name__}: "
+        f"{_first_line(error)}); stopped. Restart every worker with --resume=auto to "
+        f"continue from the last checkpoint in {where}")
 
 
 def _source_and_strategy(cfg, source, strategy, log_stream):
@@ -196,7 +214,8 @@ def _end_of_tick(run, phase, done):
         "Train/lr_D": phase.d_lrate, "Train/skipped_steps": state.skipped_steps.numpy().item()})
     run.tensorboard.scalars(scalars, nimg)
     if tick % cfg.image_snapshot_ticks == 0 or done:
-        run.snapshots.fakes(nimg, phase.resolution)
+        with _writing(run.run_dir):
+            run.snapshots.fakes(nimg, phase.resolution)
     if tick % cfg.metrics_ticks == 0 or done:
         run.run_metrics(nimg, phase.resolution)
     if tick % cfg.checkpoint_ticks == 0 or done:
@@ -257,9 +276,12 @@ def _finish(run):
     export_dir = None
     if run.chief:
         if run.cfg.export:
-            export_dir = run.export(resolution)
+            with _writing(run.export_dir, (OSError, tf.errors.OpError, ExportError)):
+                export_dir = run.export(resolution)
             run.log(f"Exported the EMA generator to {export_dir}")
-        write_atomic(os.path.join(run.run_dir, run_dir_lib.DONE_FILE), b"")
+        done_file = os.path.join(run.run_dir, run_dir_lib.DONE_FILE)
+        with _writing(done_file):
+            write_atomic(done_file, b"")
     run.log(f"Training done at kimg {kimg:.1f}")
     return TrainResult(run.run_dir, "done", kimg, export_dir=export_dir)
 
@@ -297,6 +319,82 @@ def _first_line(error):
 
 
 # ------------------------------------------------------------------------------------------------
+# Writes into the run directory that fail (a full disk, no permission): one line naming the file.
+
+
+class _WriteFailed(Exception):
+    """A write into the run directory failed; `train` turns it into a TrainingError that also
+    names the last complete checkpoint (see _Run.write_error)."""
+
+    def __init__(self, path, error):
+        if isinstance(error, ExportError):  # its message already says where and why
+            message = str(error)
+        else:
+            message = (f"cannot write {path} (disk full or not writable?): "
+                       f"{run_dir_lib.write_failure_reason(error)}")
+        super().__init__(message)
+
+
+@contextlib.contextmanager
+def _writing(path, errors=(OSError,)):
+    """Turns `errors` raised inside into _WriteFailed naming the OSError's file, else `path`."""
+    try:
+        yield
+    except errors as error:
+        raise _WriteFailed(getattr(error, "filename", None) or path, error) from None
+
+
+class _RunLog(summaries.RunLog):
+    """summaries.RunLog whose failed writes of log.txt raise _WriteFailed naming it."""
+
+    path = None
+
+    def open(self, path):
+        self.path = path
+        with _writing(path):
+            super().open(path)
+
+    def __call__(self, message):
+        if self.path is None:
+            super().__call__(message)
+            return
+        with _writing(self.path):
+            super().__call__(message)
+
+    def close(self):
+        with _writing(self.path):
+            super().close()
+
+
+class _TensorBoard(summaries.TensorBoard):
+    """summaries.TensorBoard whose failed writes of the events file raise _WriteFailed."""
+
+    def __init__(self, log_dir):
+        self.where = f"the TensorBoard events in {log_dir}"
+        with self.writing():
+            super().__init__(log_dir)
+
+    def writing(self):
+        return _writing(self.where, (OSError, tf.errors.OpError))
+
+    def scalars(self, values, step):
+        with self.writing():
+            super().scalars(values, step)
+
+    def image(self, tag, image, step):
+        with self.writing():
+            super().image(tag, image, step)
+
+    def flush(self):
+        with self.writing():
+            super().flush()
+
+    def close(self):
+        with self.writing():
+            super().close()
+
+
+# ------------------------------------------------------------------------------------------------
 # The run: trainer, run directory, writers.
 
 
@@ -314,32 +412,65 @@ class _Run:
     """One `train` call: the trainer, its state, the run directory and the writers.
 
     Only the chief looks at the results directory (the other workers may not share its file
-    system); it broadcasts the restored state to them (see `open`).
+    system): it locks the run directory for the run's lifetime (`claim_run_dir`) and broadcasts
+    the restored state to the others (see `open`).
     """
 
-    def __init__(self, cfg, source, strategy, log_stream):
+    def __init__(self, cfg, source, strategy, log_stream, init=None):
         self.cfg, self.source, self.strategy = cfg, source, strategy
         self.chief = distribute.is_chief(strategy)
         self.multi_worker = distribute.is_multi_worker(strategy)
         self.schedule = cfg.build_schedule(source.resolution, strategy.num_replicas_in_sync)
         self.schedule.check_minibatches()
-        self.log = summaries.RunLog(stream=log_stream)
+        self.log = _RunLog(stream=log_stream)
         self.metric_names = check_metrics(cfg, source)
         self.trainer = GanTrainer(cfg, strategy, source.resolution, source.num_channels,
-                                  source.label_size, source.labels)
+                                  source.label_size, source.labels, init)  # init: --init_from
         self.state = self.trainer.state
-        self.resume_dir = run_dir_lib.resolve_resume(cfg) if self.chief else None
-        self.run_dir = self.resume_dir
-        if self.chief and not self.resume_dir:
-            self.run_dir = run_dir_lib.create_run_dir(cfg.results_dir, cfg.run_desc)
+        self.resume_dir = self.run_dir = self.lock = None
+        self._claim_run_dir()
         self.tensorboard = self.checkpoints = self.snapshots = self.clock = None
         self.resumed = False
         self.progress = ProgressBar()
         self.tick_stats = collections.defaultdict(list)
         self._batches, self._batches_key = None, None
 
+    def _claim_run_dir(self):
+        """The chief picks and locks the run directory before anything is written there; under
+        multi_worker it then tells the other workers whether it could (one broadcast, the first
+        collective after the networks exist), so that all stop when it cannot instead of
+        waiting for its collectives."""
+        refusal = ""
+        if self.chief:
+            try:
+                self.resume_dir, self.run_dir, self.lock = claim_run_dir(self.cfg)
+            except TrainingError as error:
+                refusal = str(error)
+        if self.multi_worker:
+            try:
+                refusal = distribute.broadcast_text_from_chief(self.strategy, refusal, self.chief)
+            except BaseException:
+                if self.lock is not None:
+                    self.lock.release()
+                raise
+        if refusal:
+            raise TrainingError(refusal if self.chief else f"the chief worker stopped: {refusal}")
+
     def _path(self, name):
         return os.path.join(self.run_dir, name)
+
+    @property
+    def export_dir(self):
+        return self._path(run_dir_lib.EXPORT_DIR)
+
+    def write_error(self, failure):
+        """The TrainingError of a _WriteFailed: what failed, where the run stopped and the last
+        complete checkpoint (the run continues from it once there is room)."""
+        last = tf.train.latest_checkpoint(self._path(run_dir_lib.CHECKPOINT_DIR))
+        kept = (f"the last complete checkpoint {last} is intact; make room and continue with "
+                f"--resume={self.run_dir}" if last else "no checkpoint was written yet")
+        return TrainingError(f"{failure}; stopped at kimg {_nimg(self.state) / 1000:.1f}, "
+                             f"{kept}")
 
     def open(self, flags):
         """Log, network.json and flags.json (new run) or their check (resume), TensorBoard,
@@ -347,16 +478,19 @@ class _Run:
         network = self.trainer.network_json()
         if self.chief:
             self.log.open(self._path(run_dir_lib.LOG_FILE))
+            if self.lock.warning:
+                self.log(f"Warning: {self.lock.warning}")
             if self.resume_dir:
                 run_dir_lib.check_network(self.run_dir, network)
             else:
-                run_dir_lib.write_new_run(self.run_dir, network, flags)
-        self.tensorboard = summaries.TensorBoard(self.run_dir if self.chief else None)
+                with _writing(self.run_dir):
+                    run_dir_lib.write_new_run(self.run_dir, network, flags)
+        self.tensorboard = _TensorBoard(self.run_dir if self.chief else None)
         self.checkpoints = run_dir_lib.Checkpoints(self.trainer.checkpoint,
                                                    self.run_dir if self.chief else None,
                                                    self.cfg.keep_checkpoints)
         if self.resume_dir:
-            path = self.checkpoints.restore_latest()
+            path = self.checkpoints.restore_latest(self.log)
             self.log(f"Resuming {self.run_dir} from {os.path.basename(path)} at kimg "
                      f"{_nimg(self.state) / 1000:.1f}")
         elif self.chief:
@@ -372,11 +506,13 @@ class _Run:
 
     def start(self):
         """The reals grid; for a new run the first phase and its fakes grid; the clock."""
-        self.snapshots.reals()
+        with _writing(self.run_dir):
+            self.snapshots.reals()
         if not self.resumed:
-            phase = self.schedule.at(0.0)
+            phase = self.schedule.at(_nimg(self.state) / 1000.0)  # > 0 with --init_from
             self.trainer.apply_phase(phase)
-            self.snapshots.fakes(0, phase.resolution)
+            with _writing(self.run_dir):
+                self.snapshots.fakes(_nimg(self.state), phase.resolution)
         self.clock = _Clock(self.state.train_seconds.numpy().item())
 
     def batches(self, phase):
@@ -412,21 +548,60 @@ class _Run:
         results = metrics_lib.compute_metrics(self.metric_names, generator=generator, reals=reals,
                                               num=self.cfg.metrics_num or None,
                                               seed=self.cfg.seed, progress_stream=None)
-        metrics_lib.append_jsonl(self._path(run_dir_lib.METRICS_JSONL), results,
-                                 kimg=nimg / 1000.0)
-        metrics_lib.write_tensorboard(self.tensorboard.writer, results, step=nimg)
+        path = self._path(run_dir_lib.METRICS_JSONL)
+        with _writing(path):
+            metrics_lib.append_jsonl(path, results, kimg=nimg / 1000.0)
+        with self.tensorboard.writing():
+            metrics_lib.write_tensorboard(self.tensorboard.writer, results, step=nimg)
         for line in metrics_lib.format_results(results):
             self.log(line)
 
     def export(self, resolution):
         """Exports the EMA generator at `resolution` as a SavedModel; returns its directory."""
         return export_lib.export_generator(
-            self.trainer.generator_ema, self._path(run_dir_lib.EXPORT_DIR),
-            self.cfg.export_model_name, resolution=resolution,
+            self.trainer.generator_ema, self.export_dir, self.cfg.export_model_name,
+            resolution=resolution,
             meta={"training_kimg": _nimg(self.state) / 1000, "flags": self.cfg.to_json_dict()})
 
-    def close(self):
+    def close(self, after_error=False):
+        """Closes TensorBoard and the log, then releases the run directory's lock. After an
+        error their own failures (the same full disk, say) are ignored: the first is reported."""
+        first = None
+        try:
+            for close in (self._close_tensorboard, self.progress.clear, self.log.close):
+                try:
+                    close()
+                except (_WriteFailed, OSError, tf.errors.OpError) as error:
+                    first = first or error
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+        if first is not None and not after_error:
+            raise self.write_error(first) if isinstance(first, _WriteFailed) else first
+
+    def _close_tensorboard(self):
         if self.tensorboard is not None:
             self.tensorboard.close()
-        self.progress.clear()
-        self.log.close()
+
+
+def claim_run_dir(cfg):
+    """(resume_dir, run_dir, lock): the run directory `cfg` resumes (resume_dir, None for a new
+    run) or a new one, locked for this process (a run_lock.RunLock, released by the caller).
+    TrainingError naming the directory and the holder's pid and host when another run holds
+    it, including the newest unfinished run that --resume=auto picks (no other run is chosen
+    in its place)."""
+    while True:
+        resume_dir = run_dir_lib.resolve_resume(cfg)
+        run_dir = resume_dir or run_dir_lib.create_run_dir(cfg.results_dir, cfg.run_desc)
+        try:
+            lock = run_lock.acquire(run_dir)
+        except run_lock.RunLockError as error:
+            raise TrainingError(str(error)) from None
+        except OSError as error:
+            raise TrainingError(f"cannot create the lock file {run_lock.LOCK_FILE} in {run_dir}: "
+                                f"{error.strerror or error}") from None
+        if (cfg.resume == "auto" and resume_dir
+                and os.path.exists(os.path.join(resume_dir, run_dir_lib.DONE_FILE))):
+            lock.release()  # its run finished while this one looked: look again
+            continue
+        return resume_dir, run_dir, lock

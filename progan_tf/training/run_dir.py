@@ -9,10 +9,13 @@ and `TrainingError`.
     <run dir>/checkpoints/         tf.train.CheckpointManager of Checkpoint(generator=G,
                                    generator_ema=Gs, discriminator=D, g_optimizer, d_optimizer,
                                    state=TrainingState)
+    <run dir>/checkpoints/corrupt/ checkpoints that did not load on resume, moved aside
     <run dir>/reals.png, fakesKKKKKK.png, mixKKKKKK.png   image grids (KKKKKK = kimg)
     <run dir>/metrics.jsonl        one {"metric": name, "kimg": k, ...} object per line
     <run dir>/export/<model>/<n>/  SavedModel versions of the EMA generator
     <run dir>/_training-done.txt   written when training reached --total_kimg
+    <run dir>/_run.lock            "pid host" of the run writing the directory (an flock:
+                                   progan_tf/utils/run_lock.py)
 """
 
 import json
@@ -22,10 +25,13 @@ import shutil
 import tempfile
 
 import tensorflow as tf
+from google.protobuf import text_format
 
-from progan_tf.utils.files import write_json_atomic
+from progan_tf.utils.files import write_atomic, write_json_atomic
 
 CHECKPOINT_DIR = "checkpoints"
+CORRUPT_DIR = "corrupt"  # under CHECKPOINT_DIR
+CHECKPOINT_STATE = "checkpoint"  # the CheckpointManager's list of kept checkpoints
 NETWORK_JSON = "network.json"
 FLAGS_JSON = "flags.json"
 LOG_FILE = "log.txt"
@@ -69,7 +75,9 @@ def create_run_dir(results_dir, desc):
 
 
 def has_checkpoint(run_dir):
-    return tf.train.latest_checkpoint(os.path.join(run_dir, CHECKPOINT_DIR)) is not None
+    """True when the run's checkpoint state file lists a checkpoint (loadable or not: resuming
+    then falls back to an older one, or says why none loads)."""
+    return bool(listed_checkpoints(os.path.join(run_dir, CHECKPOINT_DIR)))
 
 
 def find_resumable_run(results_dir, desc):
@@ -127,27 +135,165 @@ def _comparable(network):
     return network
 
 
+# ------------------------------------------------------------------------------------------------
+# Checkpoints that do not load: found by the trainer and the readers (exports, generate, metrics)
+# alike; only the trainer moves them aside.
+
+_CHECKPOINT_NUMBER = re.compile(r"^ckpt-(\d+)(?!\d)")
+
+
+def listed_checkpoints(directory):
+    """Prefixes of the checkpoints that `<directory>/checkpoint` lists, newest first; [] when
+    there is no readable state file."""
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+    except ValueError:  # a state file that names no latest checkpoint
+        return []
+    if state is None:
+        return []
+    latest = state.model_checkpoint_path
+    return [latest] + [path for path in reversed(state.all_model_checkpoint_paths)
+                       if path != latest]
+
+
+def checkpoint_problem(prefix):
+    """Why the checkpoint `prefix` does not load, or None when it does. Every tensor is read,
+    which checks each one's CRC: a truncated or bit-flipped file, a missing shard or index."""
+    if not os.path.isfile(prefix + ".index"):
+        return f"its index file {os.path.basename(prefix)}.index is missing"
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_dtype_map():
+            reader.get_tensor(name)
+    except IndexError as error:  # what the bundle reader raises for a short .data file
+        return f"{_first_line(error)} (a truncated file)"
+    except Exception as error:  # noqa: BLE001 (OpError, ValueError, ...: any failure counts)
+        # The caller names the checkpoint: its directory would only repeat.
+        return _first_line(error).replace(os.path.dirname(prefix) + os.sep, "")
+    return None
+
+
+def newest_loadable_checkpoint(directory):
+    """(prefix, skipped): the newest checkpoint listed in `directory` that loads (None when none
+    does), and [(prefix, why)] of the newer ones that do not, newest first."""
+    skipped = []
+    for prefix in listed_checkpoints(directory):
+        problem = checkpoint_problem(prefix)
+        if problem is None:
+            return prefix, skipped
+        skipped.append((prefix, problem))
+    return None, skipped
+
+
+def describe_skipped(skipped):
+    """'ckpt-4 (why); ckpt-3 (why)' for error messages."""
+    return "; ".join(f"{os.path.basename(prefix)} ({why})" for prefix, why in skipped)
+
+
+def _first_line(error):
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:300]
+
+
+def _drop_from_state(directory, prefixes, latest):
+    """Rewrites `<directory>/checkpoint` (atomically) without `prefixes`, naming `latest` as the
+    newest; the other entries and their timestamps stay as they were."""
+    state = tf.train.get_checkpoint_state(directory)
+    paths = list(state.all_model_checkpoint_paths)
+    timestamps = list(state.all_model_checkpoint_timestamps)
+    kept = [index for index, path in enumerate(paths) if path not in prefixes]
+    del state.all_model_checkpoint_paths[:]
+    del state.all_model_checkpoint_timestamps[:]
+    state.all_model_checkpoint_paths.extend(_relative(paths[i], directory) for i in kept)
+    if len(timestamps) == len(paths):
+        state.all_model_checkpoint_timestamps.extend(timestamps[i] for i in kept)
+    state.model_checkpoint_path = _relative(latest, directory)
+    write_atomic(os.path.join(directory, CHECKPOINT_STATE),
+                 text_format.MessageToString(state).encode("utf-8"))
+
+
+def _relative(prefix, directory):
+    """As the CheckpointManager stores it: relative to `directory` when inside it."""
+    if os.path.dirname(os.path.abspath(prefix)) == os.path.abspath(directory):
+        return os.path.basename(prefix)
+    return prefix
+
+
+def _move_aside(prefix, corrupt_dir):
+    """Moves the files of checkpoint `prefix` into `corrupt_dir` under a name not used there
+    (`ckpt-4`, else `ckpt-4_2`, ...); returns the new prefix."""
+    directory, name = os.path.split(prefix)
+    files = sorted(file for file in os.listdir(directory) if file.startswith(name + "."))
+    os.makedirs(corrupt_dir, exist_ok=True)
+    taken = set(os.listdir(corrupt_dir))
+    target, copy = name, 1
+    while any(target + file[len(name):] in taken for file in files):
+        copy += 1
+        target = f"{name}_{copy}"
+    for file in files:
+        os.rename(os.path.join(directory, file),
+                  os.path.join(corrupt_dir, target + file[len(name):]))
+    return os.path.join(corrupt_dir, target)
+
+
 class Checkpoints:
     """Checkpoints of `checkpoint` (a tf.train.Checkpoint) in `<run dir>/checkpoints`.
 
     run_dir: the run directory on the chief, None on the other workers. Every worker saves
     (TensorFlow's pattern for MultiWorkerMirroredStrategy): the other workers into a scratch
-    directory that is deleted at once, so only the chief's checkpoints remain.
+    directory that is deleted at once, so only the chief's checkpoints remain. The other workers
+    never restore: the chief broadcasts what it restored.
     """
 
     def __init__(self, checkpoint, run_dir, keep):
         self.checkpoint = checkpoint
+        self.keep = keep
         self.directory = os.path.join(run_dir, CHECKPOINT_DIR) if run_dir else None
         self.manager = (tf.train.CheckpointManager(checkpoint, self.directory, max_to_keep=keep)
                         if run_dir else None)
         self.saved = False
 
-    def restore_latest(self):
-        """Restores the newest checkpoint; returns its path. Every object of `checkpoint` must be
-        in it; values it has no object for (StyleGAN's former noise switches) are ignored."""
-        path = self.manager.latest_checkpoint
-        self.checkpoint.restore(path).assert_existing_objects_matched().expect_partial()
-        return path
+    def restore_latest(self, log=print):
+        """Restores the newest checkpoint that loads; returns its path. Every object of
+        `checkpoint` must be in it; values it has no object for (StyleGAN's former noise
+        switches) are ignored.
+
+        Each newer checkpoint that does not load (checked before anything is restored) gets one
+        line to `log`, its files move to checkpoints/corrupt/ and the state file drops it, so
+        it takes none of the --keep_checkpoints places. When none loads, TrainingError names
+        each and why, and nothing is moved.
+        """
+        prefix, skipped = newest_loadable_checkpoint(self.directory)
+        if prefix is None:
+            if not skipped:
+                raise TrainingError(f"--resume: no checkpoint listed in {self.directory}")
+            raise TrainingError(
+                f"--resume: no checkpoint in {self.directory} loads: {describe_skipped(skipped)}. "
+                f"Nothing was moved; replace the damaged files from a copy, or start a new run "
+                f"without --resume")
+        if skipped:
+            _drop_from_state(self.directory, [bad for bad, _ in skipped], prefix)
+            corrupt_dir = os.path.join(self.directory, CORRUPT_DIR)
+            for bad, why in skipped:
+                moved = _move_aside(bad, corrupt_dir)
+                log(f"Checkpoint {bad} does not load ({why}): moved to {moved}, trying "
+                    f"the one before")
+            # Re-read the state file, so the manager keeps --keep_checkpoints good ones.
+            self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory,
+                                                      max_to_keep=self.keep)
+        self.checkpoint.restore(prefix).assert_existing_objects_matched().expect_partial()
+        return prefix
+
+    def _next_number(self):
+        """1 + the largest checkpoint number ever used here: the save counter, the kept
+        checkpoints' files and names, and the ones moved to corrupt/."""
+        names = [os.path.basename(prefix) for prefix in self.manager.checkpoints]
+        for directory in (self.directory, os.path.join(self.directory, CORRUPT_DIR)):
+            if os.path.isdir(directory):
+                names.extend(os.listdir(directory))
+        numbers = [int(match.group(1)) for match in map(_CHECKPOINT_NUMBER.match, names)
+                   if match]
+        return max([int(self.checkpoint.save_counter.numpy())] + numbers) + 1
 
     def save(self):
         """Saves a checkpoint; returns its path. A failed write (disk full, no permission)
@@ -160,6 +306,9 @@ class Checkpoints:
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
         try:
+            # The manager numbers by the save counter, which a fallback restored from an older
+            # checkpoint: set it so the new checkpoint takes a number never used before.
+            self.checkpoint.save_counter.assign(self._next_number() - 1)
             return self.manager.save()
         except (OSError, tf.errors.OpError) as error:
             last = self.manager.latest_checkpoint
@@ -167,4 +316,14 @@ class Checkpoints:
                     else "no earlier checkpoint exists")
             raise TrainingError(
                 f"cannot write a checkpoint to {self.directory} (disk full or not writable?): "
-                f"{str(error).strip().splitlines()[0][:300]}; {kept}") from None
+                f"{write_failure_reason(error)}; {kept}") from None
+
+
+def write_failure_reason(error):
+    """Why a write failed, short: "No space left on device" of an OSError or of a TensorFlow
+    error "{{function_node ...}} <temporary file>; No space left on device [Op:SaveV2]"."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    line = re.sub(r"\s*\[Op:\w+\]$", "", re.sub(r"^\{\{[^}]*\}\}\s*", "", line))
+    return line.rsplit("; ", 1)[-1][:300]

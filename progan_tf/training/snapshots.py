@@ -98,8 +98,7 @@ class Snapshots:
         self.grid_labels = labels.numpy()
         rng = np.random.default_rng(self.cfg.seed)
         self.grid_latents = rng.standard_normal((count, self.latent_size)).astype(np.float32)
-        grid = images_lib.save_grid(reals.numpy(), self._path(run_dir_lib.REALS_PNG),
-                                    self.grid_size)
+        grid = _save_grid(reals.numpy(), self._path(run_dir_lib.REALS_PNG), self.grid_size)
         self.tensorboard.image("Samples/reals", grid, 0)
 
     def fakes(self, nimg, resolution):
@@ -108,8 +107,8 @@ class Snapshots:
         if self.run_dir is None:
             return
         images = self.renderer(self.grid_latents, self.grid_labels, resolution)
-        grid = images_lib.save_grid(images, self._path(run_dir_lib.fakes_filename(nimg // 1000)),
-                                    self.grid_size, self.source.resolution)
+        grid = _save_grid(images, self._path(run_dir_lib.fakes_filename(nimg // 1000)),
+                          self.grid_size, self.source.resolution)
         self.tensorboard.image("Samples/fakes", grid, nimg)
         if self.arch.styles:
             self._style_mixing(nimg, resolution)
@@ -124,8 +123,19 @@ class Snapshots:
         tiles = self.renderer.style_mixing(latents[:columns], latents[columns:], layers,
                                            resolution, self.grid_labels[:1])
         path = self._path(run_dir_lib.mixing_filename(nimg // 1000))
-        grid = images_lib.save_grid(tiles, path, (columns + 1, rows + 1), self.source.resolution)
+        grid = _save_grid(tiles, path, (columns + 1, rows + 1), self.source.resolution)
         self.tensorboard.image("Samples/style_mixing", grid, nimg)
 
     def _path(self, name):
         return os.path.join(self.run_dir, name)
+
+
+def _save_grid(images, path, grid_size, resolution=None):
+    """images_lib.save_grid (written atomically); a failed write (a full disk) raises an OSError
+    that names `path`."""
+    try:
+        return images_lib.save_grid(images, path, grid_size, resolution)
+    except OSError as error:
+        if error.filename:
+            raise
+        raise OSError(error.errno, error.strerror, path) from None

@@ -75,11 +75,18 @@ class PyramidSource:
 
 
 def open_source(cfg, log=print):
-    """Data source of `cfg` (raises a clear ValueError for an unusable dataset directory)."""
+    """Data source of `cfg` (raises a clear ValueError for an unusable dataset directory).
+    With --create_embedded_data a missing --data_dir whose last part is the embedded set's name
+    is built first; any other missing one is an error."""
     if cfg.create_embedded_data and not os.path.exists(cfg.data_dir):
-        from data_tools.sources.embedded import create_embedded
+        from data_tools.sources import embedded
+        if os.path.basename(os.path.normpath(cfg.data_dir)) != embedded.DIRECTORY_NAME:
+            # A mistyped path must not train on substitute data.
+            raise ValueError(f"--data_dir: {cfg.data_dir} does not exist (--create_embedded_data "
+                             f"builds the embedded set only at a path ending in "
+                             f"{embedded.DIRECTORY_NAME})")
         log(f"Building the embedded Fashion-MNIST dataset in {cfg.data_dir}")
-        create_embedded(cfg.data_dir)
+        embedded.create_embedded(cfg.data_dir)
     if not os.path.isdir(cfg.data_dir):
         raise ValueError(f"--data_dir: {cfg.data_dir} is not a directory")
     return PyramidSource(cfg.data_dir, seed=cfg.seed, mirror=cfg.mirror_augment)

@@ -24,6 +24,7 @@ from progan_tf import layers
 from progan_tf import losses
 from progan_tf import schedule as schedule_lib
 from progan_tf.training import distribute
+from progan_tf.training import init_from as init_from_lib
 from progan_tf.training import rng
 from progan_tf.training.loss_scale import LossScale, count_nonfinite
 from progan_tf.training.run_dir import TrainingError
@@ -75,22 +76,41 @@ class GanTrainer:
     cfg: config.TrainConfig. resolution / num_channels / label_size: of the data (labels are used
     only when cfg.use_labels). labels: float32 [N, L] label table the generator's random labels
     are drawn from (None without labels). strategy: a tf.distribute strategy.
+    init: with cfg.init_from, its `init_from.InitFrom` (default: `init_from.prepare(cfg)`): the
+    architecture and network configs come from it (labels when the pickle has them); a new run
+    takes G, D and the EMA generator from the pickle's G, D and Gs and starts at the images
+    shown where the schedule reaches the pickle's lod (the checkpoint replaces both when
+    resuming). Raises ValueError, before building anything, when the data does not fit it.
     """
 
-    def __init__(self, cfg, strategy, resolution, num_channels, label_size=0, labels=None):
+    def __init__(self, cfg, strategy, resolution, num_channels, label_size=0, labels=None,
+                 init=None):
         self.cfg = cfg
         self.strategy = strategy
         self.arch = architectures.get(cfg.architecture)
         self.num_replicas = strategy.num_replicas_in_sync
         self.label_size = label_size if cfg.use_labels else 0
+        if cfg.init_from and init is None:
+            init = init_from_lib.prepare(cfg)
+        start_nimg = 0
+        if init is not None:
+            init_from_lib.check_data(init, resolution, num_channels, label_size, cfg.data_dir)
+            self.arch = architectures.get(init.architecture)
+            self.label_size = init.label_size
+            if init.networks is not None:
+                start_nimg = init_from_lib.start_nimg(
+                    cfg.build_schedule(resolution, self.num_replicas), init.lod, cfg.total_kimg)
         self.labels = tf.constant(np.asarray(labels, np.float32)) if self.label_size else None
         self.loss = losses.LOSSES[cfg.loss]
         self.loss_scale = LossScale(cfg.mixed_precision)
         self.random = rng.RandomStreams(cfg.seed, self.num_replicas)
         self.trace_counts = collections.Counter()
         self._step_fns = {}
-        g_kwargs, d_kwargs = self.arch.network_kwargs(cfg, resolution, num_channels,
-                                                      self.label_size)
+        if init is not None:
+            g_kwargs, d_kwargs = init.network_kwargs()
+        else:
+            g_kwargs, d_kwargs = self.arch.network_kwargs(cfg, resolution, num_channels,
+                                                          self.label_size)
         with strategy.scope():
             self.generator, self.generator_ema, self.discriminator = build_networks(
                 self.arch, g_kwargs, d_kwargs, cfg.seed,
@@ -106,10 +126,21 @@ class GanTrainer:
                                     f"{live.path} {live.shape}")
             ema.assign(live)
         self.state = TrainingState()
+        if init is not None and init.networks is not None:
+            self._init_weights(init.networks)
+            init.networks = None  # copied: a 1024 file's three networks need not stay in memory
+            self.state.assign(nimg=start_nimg, tick_start_nimg=start_nimg)
         self.checkpoint = tf.train.Checkpoint(
             generator=self.generator, generator_ema=self.generator_ema,
             discriminator=self.discriminator, g_optimizer=self.g_optimizer,
             d_optimizer=self.d_optimizer, state=self.state)
+
+    def _init_weights(self, loaded):
+        """G, D and the EMA generator from an `official.load` result's G, D and Gs."""
+        for source, target, what in ((loaded.G, self.generator, "G"),
+                                     (loaded.D, self.discriminator, "D"),
+                                     (loaded.Gs, self.generator_ema, "Gs")):
+            init_from_lib.copy_weights(source, target, what)
 
     def _adam(self, name):
         return keras.optimizers.Adam(learning_rate=self.cfg.lrate_base, beta_1=self.cfg.adam_beta1,
@@ -200,7 +231,8 @@ class GanTrainer:
             fake_scores, fake_logits = losses.split_scores(d_model(fakes, training=True))
             batch = losses.DiscriminatorBatch(
                 critic, reals, fakes, real_scores, fake_scores,
-                interpolation=lambda: self.random.interpolation(counter, minibatch))
+                interpolation=lambda: self.random.interpolation(counter, minibatch),
+                image_scale=resolution / self.discriminator.resolution)
             per_sample, stats = self.loss.d_loss(batch, self.cfg)
             if self.label_size:
                 label_real = losses.label_penalty(labels, real_logits)

@@ -8,13 +8,22 @@ dtypes, under both `numpy.core.*` and `numpy._core.*` names, plus protocol 0-2 b
 (`_codecs.encode(text, "latin1")`, `bytes()`); callers extend it with their own entries.
 Python 2 `str` values are decoded as Latin-1, as CIFAR's batches need. Every failure, a refused
 global included, is a one-line `pickle.UnpicklingError`.
+
+NVIDIA's network pickles (SPEC 11) load through `load_network_pickle(path)` with
+`NETWORK_GLOBALS`: the two network classes (`tfutil.Network`, `dnnlib.tflib.network.Network`)
+become inert `PickledObject`s holding their pickled state (the embedded `build_module_src` is
+only a string: it is never executed or compiled), everything else is SPEC 11's NumPy list.
 """
 
 import codecs
+import dataclasses
 import io
+import os
 import pickle
+import pickletools
 import struct
 import types
+import zipfile
 
 import numpy as np
 
@@ -66,17 +75,21 @@ class _Array(Placeholder):
     raw bytes)."""
 
     state = None
+    _value = None
 
     def __setstate__(self, state):
         self.state = state
 
     def value(self, finish):
-        if not isinstance(self.state, tuple) or len(self.state) not in (4, 5):
-            raise UnpicklingError("array without a valid state")
-        shape, dtype, is_fortran, raw = self.state[-4:]
-        if isinstance(raw, list):
-            raise UnpicklingError("object arrays are refused")
-        return _array(raw, dtype, shape, "F" if is_fortran else "C")
+        if self._value is None:  # built once: a memoized array may be referenced twice
+            if not isinstance(self.state, tuple) or len(self.state) not in (4, 5):
+                raise UnpicklingError("array without a valid state")
+            shape, dtype, is_fortran, raw = self.state[-4:]
+            if isinstance(raw, list):
+                raise UnpicklingError("object arrays are refused")
+            self._value = _array(raw, dtype, shape, "F" if is_fortran else "C")
+            self.state = None  # drops the raw bytes: a large file is not held twice
+        return self._value
 
 
 class _NdarrayClass:
@@ -249,3 +262,161 @@ def loads(data, allowed, persistent_load=None):
 def _one_line(error):
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+# ------------------------------------------------------------------------------------------------
+# NVIDIA's network pickles (SPEC 11): (G, D, Gs) of tfutil.Network / dnnlib.tflib.network.Network.
+
+
+@dataclasses.dataclass(frozen=True)
+class PickledObject:
+    """An instance of an allowed class, as plain data: the global its pickle named
+    (`module`.`name`) and the state its BUILD opcode carried (for the network classes, the
+    `__getstate__` dict). Nothing of the original class ran to make it."""
+
+    module: str
+    name: str
+    state: object
+
+
+class _InertInstance(Placeholder):
+    """Base of the classes that stand in for an allowed class global (`inert_class`): NEWOBJ
+    makes an empty instance, BUILD stores the state, `finish` turns it into a PickledObject."""
+
+    __slots__ = ("_state",)
+    MODULE = NAME = None
+
+    def __init__(self, *args, **kwargs):
+        if args or kwargs:  # a REDUCE call with arguments; NEWOBJ never calls __init__
+            raise UnpicklingError(f"refusing to call {self.MODULE}.{self.NAME} with arguments")
+        self._state = None
+
+    def __setstate__(self, state):
+        self._state = state
+
+    def value(self, finish):
+        return PickledObject(self.MODULE, self.NAME, finish(getattr(self, "_state", None)))
+
+
+def inert_class(module, name):
+    """A class to allow the global `module.name` as: instances unpickle into `PickledObject`s
+    holding their state; none of the real class's code (e.g. a `__setstate__` that executes
+    source code stored in the file) exists or runs."""
+    return type(name, (_InertInstance,), {"__slots__": (), "MODULE": module, "NAME": name})
+
+
+NETWORK_CLASSES = (("tfutil", "Network"), ("dnnlib.tflib.network", "Network"))
+
+
+def _network_globals():
+    """SPEC 11's allow-list: the two network classes (inert) and the NumPy globals of arrays,
+    dtypes and scalars (`numpy.core.*` and `numpy._core.*`), `_codecs.encode(str, "latin1")`
+    for protocol-2 bytes, `bytes()` without arguments (protocol 2 writes b"" that way, e.g.
+    for an empty array) and `numeric._frombuffer` (protocol 5 arrays, in-band)."""
+    table = {key: inert_class(*key) for key in NETWORK_CLASSES}
+    table.update({key: value for key, value in NUMPY_GLOBALS.items()
+                  if key != ("codecs", "encode")})
+    return table
+
+
+NETWORK_GLOBALS = _network_globals()
+
+_OPCODES = {opcode.code.encode("latin1") for opcode in pickletools.opcodes}
+
+# torch.save's legacy (non-zip) format starts with the pickled int 0x1950a86a20f9469cfc6c.
+_TORCH_LEGACY_MAGIC = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+
+
+def sniff_format(head, path=None):
+    """What a file that is not a plain pickle is, from its first bytes `head` (and, for a zip
+    archive, its member names when `path` is given): a short description, or None when it may
+    be a pickle (protocol 2 or above, or protocol 0/1 text)."""
+    if not head:
+        return "an empty file"
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        names = []
+        if path is not None:
+            try:
+                with zipfile.ZipFile(path) as archive:
+                    names = archive.namelist()
+            except (OSError, zipfile.BadZipFile):
+                pass
+        if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+            return "a PyTorch file (torch.save zip archive holding data.pkl)"
+        return "a zip archive, not a pickle"
+    if _TORCH_LEGACY_MAGIC in head[:32]:
+        return "a PyTorch file (legacy torch.save format)"
+    if head.startswith(b"\x1f\x8b"):
+        return "a gzip file, not a pickle (decompress it first)"
+    if head.startswith(b"\x89HDF"):
+        return "an HDF5 file, not a pickle"
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy .npy file, not a pickle"
+    if head[:1] == b"\x80" and len(head) > 1 and head[1] > pickle.HIGHEST_PROTOCOL:
+        return f"a pickle of protocol {head[1]}, newer than this Python reads"
+    if head[:1] not in _OPCODES:
+        return "not a pickle (unknown file format)"
+    return None
+
+
+class _CountingReader:
+    """Read-only file wrapper that reports the bytes read to `on_read(count)`."""
+
+    def __init__(self, file, on_read):
+        self._file = file
+        self._on_read = on_read
+
+    def read(self, size=-1):
+        data = self._file.read(size)
+        self._on_read(len(data))
+        return data
+
+    def readinto(self, buffer):
+        count = self._file.readinto(buffer)
+        self._on_read(count or 0)
+        return count
+
+    def readline(self, size=-1):
+        line = self._file.readline(size)
+        self._on_read(len(line))
+        return line
+
+    def peek(self, size=0):  # lets the C unpickler read ahead; counted when read
+        return self._file.peek(size)
+
+
+def load_network_pickle(path, on_read=None):
+    """The value in NVIDIA's network pickle `path` (ProGAN/StyleGAN v1, SPEC 11), built from
+    NETWORK_GLOBALS only: networks come back as PickledObjects, arrays as ndarrays.
+
+    on_read: optional function(count), called with the size of each read (progress lines).
+    Raises UnpicklingError with one line that names the file: for files that are no pickle
+    (what they are, when known: a PyTorch file, a zip archive, ...), truncated or malformed
+    data, and every refused global (named; torch globals are called a PyTorch pickle).
+    """
+    path = os.fspath(path)
+    name = os.path.basename(path)
+    try:
+        with open(path, "rb") as file:
+            head = file.read(64)
+            described = sniff_format(head, path)
+            protocol = head[1] if len(head) > 1 and head[0] == 0x80 else None
+            if described is None and protocol not in (2, 3, 4, 5):
+                described = "not a pickle of protocol 2 to 5 (unknown file format)"
+            if described is not None:
+                raise UnpicklingError(f"{name}: {described}")
+            file.seek(0)
+            reader = file if on_read is None else _CountingReader(file, on_read)
+            value = load(reader, NETWORK_GLOBALS)
+    except UnpicklingError as error:
+        message = str(error)
+        if message.startswith(f"{name}: "):
+            raise
+        torch = message.startswith("refusing to load global torch")  # torch. or torch_utils.
+        hint = " (a PyTorch pickle, e.g. StyleGAN2-ADA or StyleGAN3)" if torch else ""
+        raise UnpicklingError(f"{name}: {message}{hint}") from None
+    except OSError as error:
+        raise UnpicklingError(f"{name}: cannot be read ({error.strerror or error})") from None
+    if isinstance(value, int) and value == int.from_bytes(_TORCH_LEGACY_MAGIC[2:], "little"):
+        raise UnpicklingError(f"{name}: a PyTorch file (legacy torch.save format)")
+    return value
