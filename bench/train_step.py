@@ -19,7 +19,22 @@ one-device baseline; a table of img/s closes the run:
     python bench/train_step.py --resolution 16 --iterations 2 --xla --mixed_precision --replicas 2
 
 Prints img/s, s/iter (median of the timed iterations; the first iteration, which traces and
-compiles, is reported separately), peak RSS, the CPU model and the oneDNN setting.
+compiles, is reported separately), peak RSS, the CPU model and the oneDNN setting, and the
+iteration's FLOPs counted from the layer shapes (`progan_tf.networks.summary.iteration_flops`:
+forward, backward and the gradient penalty's double backward, with the multipliers stated
+there) with the GFLOP/s they give; the FLOPs per part are printed before the timing.
+
+--profile DIR writes a TensorBoard profiler trace of the timed iterations (after the traced
+first one) to DIR/<configuration> (view it with `pip install tensorboard-plugin-profile` and
+`tensorboard --logdir DIR`, Profile tab: trace viewer, per-op statistics). The profiler's own
+overhead is in those iterations' times: take speed figures from a run without it. oneDNN's
+layout reorders run inside the TensorFlow ops and do not show in the trace; list every oneDNN
+primitive (convolution, reorder, gemm) with its time with
+
+    ONEDNN_VERBOSE=profile_exec python bench/train_step.py --resolution 16 --iterations 1 \
+        --fmap_max 64 2>&1 | grep onednn_verbose
+
+(on a CPU without AVX-512 TensorFlow's oneDNN path runs only the matmuls: gemm lines alone)
 """
 
 import argparse
@@ -91,6 +106,9 @@ def parse_args(argv=None):
                              "logical devices are process-wide)")
     parser.add_argument("--threads", type=int, default=0,
                         help="intra-op threads (0 = TensorFlow's default, all cores)")
+    parser.add_argument("--profile", default=None, metavar="DIR",
+                        help="write a TensorBoard profiler trace of the timed iterations to "
+                             "DIR/<configuration>")
     return parser.parse_args(argv)
 
 
@@ -98,11 +116,16 @@ def main(argv=None):
     args = parse_args(argv)
     if args.replicas < 1:
         sys.exit("train_step.py: error: --replicas must be >= 1")
+    if args.iterations < 1:
+        sys.exit("train_step.py: error: --iterations must be >= 1")
+    if args.profile is not None and os.path.exists(args.profile) and not os.path.isdir(
+            args.profile):
+        sys.exit(f"train_step.py: error: --profile {args.profile} exists and is not a directory")
     if args.single is None and (args.xla or args.mixed_precision or args.replicas > 1):
         return compare(args, argv if argv is not None else sys.argv[1:])
     replicas, xla, mixed_precision = CONFIGURATIONS[args.single or "float32"]
     replicas = args.replicas if replicas is None else replicas
-    measure(args, replicas, xla, mixed_precision)
+    measure(args, replicas, xla, mixed_precision, args.single or "float32")
 
 
 def compare(args, argv):
@@ -132,8 +155,8 @@ def compare(args, argv):
         print(f"{label.get(name, name):<28} {img_s:>8}  {details}")
 
 
-def measure(args, replicas, xla, mixed_precision):
-    """One configuration in this process."""
+def measure(args, replicas, xla, mixed_precision, name):
+    """One configuration (called `name`) in this process."""
     import numpy as np
     import tensorflow as tf
     if args.threads:
@@ -144,6 +167,7 @@ def measure(args, replicas, xla, mixed_precision):
             cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(replicas)])
     from progan_tf import config
     from progan_tf import schedule
+    from progan_tf.networks.summary import format_iteration_flops, iteration_flops
     from progan_tf.training.distribute import make_strategy
     from progan_tf.training.sources import InMemorySource
     from progan_tf.training.steps import GanTrainer
@@ -183,16 +207,32 @@ def measure(args, replicas, xla, mixed_precision):
     print(f"architecture {args.architecture}, resolution {res} (fade-in alpha 0.5), batch {args.batch}, G {g_params:,} / "
           f"D {d_params:,} parameters at this stage (fmap_base {args.fmap_base}, "
           f"fmap_max {args.fmap_max})", flush=True)
+    flops = iteration_flops(gan.generator, gan.discriminator, res, args.batch, loss=cfg.loss,
+                            style_mixing=args.style_mixing_prob > 0)
+    print(format_iteration_flops(flops), flush=True)
     first = iteration()
     print(f"first iteration (trace + run): {first:.1f} s", flush=True)
+    profile_dir = os.path.join(args.profile, name) if args.profile else None
+    if profile_dir:
+        tf.profiler.experimental.start(profile_dir)
     times = []
-    for index in range(args.iterations):
-        times.append(iteration())
-        print(f"  iteration {index + 1}: {times[-1]:.2f} s", flush=True)
+    try:
+        for index in range(args.iterations):
+            with tf.profiler.experimental.Trace("train_iteration", step_num=index, _r=1):
+                times.append(iteration())
+            print(f"  iteration {index + 1}: {times[-1]:.2f} s", flush=True)
+    finally:
+        if profile_dir:
+            tf.profiler.experimental.stop()
+    if profile_dir:
+        print(f"profiler trace of {len(times)} iterations (times include the profiler's "
+              f"overhead): {profile_dir}")
     per_iter = statistics.median(times)
     peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     print(f"RESULT resolution {res} batch {args.batch}: {args.batch / per_iter:.3f} img/s, "
-          f"{per_iter:.2f} s/iter (median of {len(times)}), peak RSS {peak_rss_gib:.2f} GiB")
+          f"{per_iter:.2f} s/iter (median of {len(times)}), "
+          f"{flops.total / 1e9:.1f} GFLOP/iter, {flops.total / per_iter / 1e9:.1f} GFLOP/s, "
+          f"peak RSS {peak_rss_gib:.2f} GiB")
 
 
 if __name__ == "__main__":

@@ -125,9 +125,9 @@ def progan_generator_variables(static_kwargs, lod=0.0, rng=None):
     return out
 
 
-def progan_discriminator_variables(static_kwargs, lod=0.0, rng=None):
-    """D_paper's variables for `static_kwargs` (missing ones take D_paper's defaults)."""
-    kw = _with_defaults(static_kwargs, PROGAN_D_DEFAULTS)
+def _discriminator_variables(kw, lod, rng, fused, mbstd_features, outputs):
+    """D_paper's / D_basic's variables (they differ in the names of the downsampling convs,
+    the minibatch-stddev features and the output width)."""
     top = int(np.log2(kw["resolution"]))
     channels = kw["num_channels"]
     out = _Variables(rng or np.random.default_rng(0))
@@ -136,14 +136,20 @@ def progan_discriminator_variables(static_kwargs, lod=0.0, rng=None):
     for r in range(top, 2, -1):
         res, fin, fout = 2 ** r, _nf(r - 1, kw), _nf(r - 2, kw)
         out.layer(f"{res}x{res}/Conv0", [3, 3, fin, fin], fin)
-        out.layer(f"{res}x{res}/Conv1_down" if kw["fused_scale"] else f"{res}x{res}/Conv1",
+        out.layer(f"{res}x{res}/Conv1_down" if fused else f"{res}x{res}/Conv1",
                   [3, 3, fin, fout], fout)
         out.layer(f"FromRGB_lod{top - r + 1}", [1, 1, channels, fout], fout)
-    mbstd = 1 if kw["mbstd_group_size"] > 1 else 0
+    mbstd = mbstd_features if kw["mbstd_group_size"] > 1 else 0
     out.layer("4x4/Conv", [3, 3, _nf(1, kw) + mbstd, _nf(1, kw)], _nf(1, kw))
     out.layer("4x4/Dense0", [_nf(1, kw) * 16, _nf(0, kw)], _nf(0, kw))
-    out.layer("4x4/Dense1", [_nf(0, kw), 1 + kw["label_size"]], 1 + kw["label_size"])
+    out.layer("4x4/Dense1", [_nf(0, kw), outputs], outputs)
     return out
+
+
+def progan_discriminator_variables(static_kwargs, lod=0.0, rng=None):
+    """D_paper's variables for `static_kwargs` (missing ones take D_paper's defaults)."""
+    kw = _with_defaults(static_kwargs, PROGAN_D_DEFAULTS)
+    return _discriminator_variables(kw, lod, rng, kw["fused_scale"], 1, 1 + kw["label_size"])
 
 
 def progan_states(static_kwargs, lod=0.0, d_lod=None, seed=0):
@@ -226,21 +232,8 @@ def stylegan_mapping_variables(static_kwargs, rng=None):
 def stylegan_discriminator_variables(static_kwargs, lod=0.0, rng=None):
     """D_basic's variables: as D_paper's with Conv1_down everywhere and Dense1 [nf, max(L, 1)]."""
     kw = _with_defaults(static_kwargs, STYLEGAN_D_DEFAULTS)
-    top = int(np.log2(kw["resolution"]))
-    channels = kw["num_channels"]
-    out = _Variables(rng or np.random.default_rng(0))
-    out.scalar("lod", lod)
-    out.layer("FromRGB_lod0", [1, 1, channels, _nf(top - 1, kw)], _nf(top - 1, kw))
-    for r in range(top, 2, -1):
-        res, fin, fout = 2 ** r, _nf(r - 1, kw), _nf(r - 2, kw)
-        out.layer(f"{res}x{res}/Conv0", [3, 3, fin, fin], fin)
-        out.layer(f"{res}x{res}/Conv1_down", [3, 3, fin, fout], fout)
-        out.layer(f"FromRGB_lod{top - r + 1}", [1, 1, channels, fout], fout)
-    mbstd = kw["mbstd_num_features"] if kw["mbstd_group_size"] > 1 else 0
-    out.layer("4x4/Conv", [3, 3, _nf(1, kw) + mbstd, _nf(1, kw)], _nf(1, kw))
-    out.layer("4x4/Dense0", [_nf(1, kw) * 16, _nf(0, kw)], _nf(0, kw))
-    out.layer("4x4/Dense1", [_nf(0, kw), max(kw["label_size"], 1)], max(kw["label_size"], 1))
-    return out
+    return _discriminator_variables(kw, lod, rng, True, kw["mbstd_num_features"],
+                                    max(kw["label_size"], 1))
 
 
 def _stylegan_generator(name, static_kwargs, lod, rng):

@@ -362,3 +362,76 @@ def test_stylegan_endpoints_truncate_below_the_generators_cutoff():
     default_cutoff = synthesis(truncate(dlatents, generator.dlatent_avg,
                                         tf.constant([0.0, 0.5])))
     assert np.abs(np.asarray(default_cutoff) - np.asarray(expected)).max() > 1e-4
+
+
+# --- FLOPs counted from the layer shapes (issue 14) ------------------------------------------
+
+from progan_tf.networks import summary  # noqa: E402  (kept with the tests that use it)
+
+EIGHT = dict(fmap_base=64, fmap_max=8)  # 8 maps at every resolution, latent size 8
+
+
+def conv_flops(kernel, channels_in, channels_out, side):
+    """A multiply-add is 2 FLOPs: 2 k^2 C_in C_out H W per sample."""
+    return 2 * kernel * kernel * channels_in * channels_out * side * side
+
+
+def test_flop_counter_matches_hand_counted_convs_and_denses_at_8_and_16():
+    generator, discriminator = Generator(16, **EIGHT), Discriminator(16, **EIGHT)
+    g8 = 2 * 8 * 16 * 8 + conv_flops(3, 8, 8, 4) + 2 * conv_flops(3, 8, 8, 8)  # dense, 4x4, 8x8
+    to_rgb = {r: conv_flops(1, 8, 3, r) for r in (4, 8, 16)}
+    d4 = conv_flops(3, 9, 8, 4) + 2 * 128 * 8 + 2 * 8 * 1  # mbstd adds a map; dense0, dense1
+    from_rgb = {r: conv_flops(1, 3, 8, r) for r in (4, 8, 16)}
+    expected = {  # fade-in: the old path's toRGB / fromRGB at res/2 is counted too
+        (generator, 8): g8 + to_rgb[4] + to_rgb[8],
+        (generator, 16): g8 + 2 * conv_flops(3, 8, 8, 16) + to_rgb[8] + to_rgb[16],
+        (discriminator, 8): from_rgb[8] + 2 * conv_flops(3, 8, 8, 8) + from_rgb[4] + d4,
+        (discriminator, 16): (from_rgb[16] + 2 * conv_flops(3, 8, 8, 16) + from_rgb[8]
+                              + 2 * conv_flops(3, 8, 8, 8) + d4),
+    }
+    for (network, res), flops in expected.items():
+        assert summary.forward_flops(network, res).weights == flops, (network.name, res)
+    ops = {op.name: op for op in summary.forward_ops(discriminator, 16)}
+    assert ops["block_16x16/conv1_down"] == ("block_16x16/conv1_down", "conv",
+                                             conv_flops(3, 8, 8, 16))
+    assert ops["block_4x4/minibatch_stddev"].flops == 4 * 16 * 8  # elementwise, counted apart
+    assert summary.forward_flops(generator, 4).weights == 2 * 8 * 128 + conv_flops(
+        3, 8, 8, 4) + to_rgb[4]
+
+
+def test_flop_counter_counts_fused_upsampling_convs_on_the_small_input():
+    style = dict(EIGHT, latent_size=8, dlatent_size=8, mapping_fmaps=8, mapping_layers=2)
+    unfused = {op.name: op.flops for op in summary.forward_ops(StyleGenerator(16, **style), 16)}
+    fused = {op.name: op.flops for op in summary.forward_ops(
+        StyleGenerator(16, fused_min_resolution=16, **style), 16)}
+    assert unfused["block_16x16/conv0_up"] == conv_flops(3, 8, 8, 16)
+    # A stride-2 transposed 4x4 conv over the 8x8 input: 4 taps per output pixel, not 9.
+    assert fused["block_16x16/conv0_up (fused)"] == conv_flops(4, 8, 8, 8)
+    assert unfused["mapping/dense_0"] == 2 * 8 * 8
+    assert unfused["block_16x16/epilogue1/style"] == 2 * 8 * 16  # AdaIN's style: w -> 2C
+    with_mixing = summary.forward_flops(StyleGenerator(16, **style), 16, style_mixing=True)
+    assert with_mixing.weights - summary.forward_flops(
+        StyleGenerator(16, **style), 16).weights == 2 * (2 * 8 * 8)  # the mapping runs twice
+
+
+@pytest.mark.parametrize("loss, d_forwards", [("wgan_gp", 14), ("lsgan", 8)])
+def test_iteration_flops_are_the_sum_of_the_parts_with_the_stated_multipliers(loss, d_forwards):
+    generator, discriminator = Generator(16, **EIGHT), Discriminator(16, **EIGHT)
+    flops = summary.iteration_flops(generator, discriminator, 16, batch=8, loss=loss)
+    g_forward, d_forward = (summary.forward_flops(n, 16) for n in (generator, discriminator))
+    # G: forward in the D step, forward + backward (2) in the G step. D: forward on reals and
+    # fakes (2) + their backward (4); penalty forward, image gradient, double backward (1 + 1 +
+    # 4); G step forward + input gradients (2).
+    factors = {"G": 0, "D": 0}
+    for _, network, factor in flops.multipliers:
+        factors[network] += factor
+    assert factors == {"G": 4, "D": d_forwards}
+    active = (count(generator.model_for(16).trainable_variables)
+              + count(discriminator.model_for(16).trainable_variables))
+    update = 11 * active + 3 * count(generator.trainable_variables)  # Adam, generator EMA
+    assert flops.total == 8 * (4 * g_forward.total + d_forwards * d_forward.total) + update
+    assert flops.weights == 8 * (4 * g_forward.weights + d_forwards * d_forward.weights)
+    assert flops.total == sum(part.total for _, part in flops.parts)
+    assert flops.elementwise > 0
+    assert ("penalty double backward" in summary.format_iteration_flops(flops)) == (
+        loss == "wgan_gp")
