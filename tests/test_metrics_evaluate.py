@@ -171,7 +171,7 @@ def test_ppl_z_runs_on_any_generator_and_w_needs_mapping(saved_model, tmp_path):
 def test_requests_missing_an_input_are_refused_with_the_flag_to_give(data_dir):
     with pytest.raises(evaluate.MetricsError, match="--data_dir"):
         evaluate.compute_metrics(["swd"], generator=replaying_generator(reals_array()))
-    with pytest.raises(evaluate.MetricsError, match="--saved_model or --run_dir"):
+    with pytest.raises(evaluate.MetricsError, match="--saved_model, --run_dir or --pickle"):
         evaluate.compute_metrics(["ms_ssim"], reals=sources.RealImages(data_dir))
     with pytest.raises(evaluate.MetricsError, match="unknown metric"):
         evaluate.parse_metric_names("fid,is")
