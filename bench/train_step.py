@@ -12,11 +12,17 @@ while that resolution fades in (alpha 0.5), as in the CPU peer baseline of SPEC 
 dlatent_avg update) with the blurred discriminator under the same WGAN-GP workload, as the
 PyTorch peer (rosinality's StyleGAN, style mixing off by default: --style_mixing_prob 0).
 
---xla, --mixed_precision and --replicas N add configurations measured side by side, each in
-its own process (logical devices and compiled kernels are process-wide), after the float32
-one-device baseline; a table of img/s closes the run:
+--xla, --precision bfloat16 / float16 (--mixed_precision = --precision float16) and
+--replicas N add configurations measured side by side, each in its own process (logical devices,
+compiled kernels and dtype policies are process-wide), after the float32 one-device baseline; a
+table of img/s closes the run:
 
-    python bench/train_step.py --resolution 16 --iterations 2 --xla --mixed_precision --replicas 2
+    python bench/train_step.py --resolution 16 --iterations 2 --xla --precision bfloat16 \
+        --precision float16 --replicas 2
+
+float16 starts its loss scale at 2^10 (2^64, the original's start, would skip the first steps);
+bfloat16 has none. A bfloat16 configuration prints the warning of `python -m progan_tf.train`
+when this CPU has no bfloat16 arithmetic or oneDNN is off.
 
 Prints img/s, s/iter (median of the timed iterations; the first iteration, which traces and
 compiles, is reported separately), peak RSS, the CPU model and the oneDNN setting, and the
@@ -80,9 +86,10 @@ def onednn_setting():
     return f"TF_ENABLE_ONEDNN_OPTS={value} ({'on' if value not in ('0', 'false') else 'off'})"
 
 
-# Configuration name -> (replicas, xla, mixed precision); "replicas" uses --replicas.
-CONFIGURATIONS = {"float32": (1, False, False), "xla": (1, True, False),
-                  "mixed_precision": (1, False, True), "replicas": (None, False, False)}
+# Configuration name -> (replicas, xla, --precision); "replicas" uses --replicas.
+CONFIGURATIONS = {"float32": (1, False, "float32"), "xla": (1, True, "float32"),
+                  "bfloat16": (1, False, "bfloat16"), "float16": (1, False, "float16"),
+                  "replicas": (None, False, "float32")}
 
 
 def parse_args(argv=None):
@@ -99,8 +106,13 @@ def parse_args(argv=None):
     parser.add_argument("--replicas", type=int, default=1,
                         help="also measure MirroredStrategy over this many logical CPU devices")
     parser.add_argument("--xla", action="store_true", help="also measure jit-compiled steps")
+    parser.add_argument("--precision", action="append", default=[],
+                        choices=["float32", "bfloat16", "float16"],
+                        help="also measure this compute precision (repeatable; bfloat16: "
+                             "mixed_bfloat16; float16: mixed_float16, loss scale 2^10; float32 "
+                             "is the baseline, always measured)")
     parser.add_argument("--mixed_precision", action="store_true",
-                        help="also measure float16 compute (mixed_float16, loss scale 2^10)")
+                        help="the same as --precision float16")
     parser.add_argument("--single", default=None, choices=list(CONFIGURATIONS),
                         help="measure only this configuration in this process (used internally: "
                              "logical devices are process-wide)")
@@ -121,19 +133,38 @@ def main(argv=None):
     if args.profile is not None and os.path.exists(args.profile) and not os.path.isdir(
             args.profile):
         sys.exit(f"train_step.py: error: --profile {args.profile} exists and is not a directory")
-    if args.single is None and (args.xla or args.mixed_precision or args.replicas > 1):
+    if args.single is None and (args.xla or extra_precisions(args) or args.replicas > 1):
         return compare(args, argv if argv is not None else sys.argv[1:])
-    replicas, xla, mixed_precision = CONFIGURATIONS[args.single or "float32"]
+    replicas, xla, precision = CONFIGURATIONS[args.single or "float32"]
     replicas = args.replicas if replicas is None else replicas
-    measure(args, replicas, xla, mixed_precision, args.single or "float32")
+    measure(args, replicas, xla, precision, args.single or "float32")
+
+
+def extra_precisions(args):
+    """The precisions other than float32 asked for, in CONFIGURATIONS order."""
+    wanted = set(args.precision) | ({"float16"} if args.mixed_precision else set())
+    return [name for name in ("bfloat16", "float16") if name in wanted]
+
+
+def _without_variants(argv):
+    """argv without the options that select configurations (--xla, --precision X,
+    --mixed_precision, --single X): each child process gets --single instead."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--precision", "--single"):
+            skip = True
+        elif not arg.startswith(("--xla", "--mixed_precision", "--single=", "--precision=")):
+            out.append(arg)
+    return out
 
 
 def compare(args, argv):
     """Runs float32 one-device and each requested variant in its own process; prints a table."""
-    names = ["float32"] + [name for name, wanted in (
-        ("xla", args.xla), ("mixed_precision", args.mixed_precision),
-        ("replicas", args.replicas > 1)) if wanted]
-    base = [a for a in argv if not a.startswith(("--xla", "--mixed_precision", "--single"))]
+    names = (["float32"] + (["xla"] if args.xla else []) + extra_precisions(args)
+             + (["replicas"] if args.replicas > 1 else []))
+    base = _without_variants(argv)
     rows = []
     for name in names:
         print(f"--- {name} ---", flush=True)
@@ -147,7 +178,8 @@ def compare(args, argv):
         else:
             fields = result[-1].split(": ", 1)[1]
             rows.append((name, fields.split(" img/s")[0], fields.split(", ", 1)[1]))
-    label = {"replicas": f"mirrored x{args.replicas} logical CPUs"}
+    label = {"replicas": f"mirrored x{args.replicas} logical CPUs",
+             "bfloat16": "bfloat16 (mixed_bfloat16)", "float16": "float16 (mixed_float16)"}
     print(f"\nresolution {args.resolution}, batch {args.batch}, fmap_max {args.fmap_max}, "
           f"{args.iterations} timed iterations each")
     print(f"{'configuration':<28} {'img/s':>8}  details")
@@ -155,7 +187,7 @@ def compare(args, argv):
         print(f"{label.get(name, name):<28} {img_s:>8}  {details}")
 
 
-def measure(args, replicas, xla, mixed_precision, name):
+def measure(args, replicas, xla, precision, name):
     """One configuration (called `name`) in this process."""
     import numpy as np
     import tensorflow as tf
@@ -168,6 +200,7 @@ def measure(args, replicas, xla, mixed_precision, name):
     from progan_tf import config
     from progan_tf import schedule
     from progan_tf.networks.summary import format_iteration_flops, iteration_flops
+    from progan_tf.training import precision as precision_lib
     from progan_tf.training.distribute import make_strategy
     from progan_tf.training.sources import InMemorySource
     from progan_tf.training.steps import GanTrainer
@@ -175,14 +208,15 @@ def measure(args, replicas, xla, mixed_precision, name):
     res = args.resolution
     cfg = config.TrainConfig(data_dir="synthetic", fmap_base=args.fmap_base,
                              fmap_max=args.fmap_max, minibatch_base=args.batch, minibatch_dict={},
-                             lrate_dict={}, xla=xla, mixed_precision=mixed_precision, architecture=args.architecture,
+                             lrate_dict={}, xla=xla, precision=precision,
+                             architecture=args.architecture,
                              loss="wgan_gp", style_mixing_prob=args.style_mixing_prob,
                              strategy="mirrored" if replicas > 1 else "one_device")
     strategy = make_strategy(cfg.strategy)
     images = np.random.default_rng(0).uniform(-1, 1, (2 * args.batch, res, res, 3))
     source = InMemorySource(images.astype(np.float32))
     gan = GanTrainer(cfg, strategy, res, 3)
-    if mixed_precision:  # 2^64 (the original's start) would skip the first steps: time real ones
+    if precision == "float16":  # 2^64 (the original's start) would skip the first steps
         gan.state.assign(d_loss_scale_log2=10.0, g_loss_scale_log2=10.0)
     gan.apply_phase(schedule.Phase(kimg=0.0, lod=0.5, resolution=res, fade_alpha=0.5,
                                    minibatch=args.batch, g_lrate=0.001, d_lrate=0.001,
@@ -202,8 +236,12 @@ def measure(args, replicas, xla, mixed_precision, name):
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs; {', '.join(cpu_flags())})")
     print(f"oneDNN: {onednn_setting()}")
     print(f"TensorFlow {tf.__version__}, strategy {type(strategy).__name__} x"
-          f"{strategy.num_replicas_in_sync}, xla {xla}, mixed precision {mixed_precision}, intra-op threads "
-          f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}")
+          f"{strategy.num_replicas_in_sync}, xla {xla}, precision {precision}, intra-op "
+          f"threads {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}")
+    warning = precision_lib.bfloat16_warning(
+        precision, bool(tf.config.list_physical_devices("GPU")))
+    if warning:
+        print(warning)
     print(f"architecture {args.architecture}, resolution {res} (fade-in alpha 0.5), batch {args.batch}, G {g_params:,} / "
           f"D {d_params:,} parameters at this stage (fmap_base {args.fmap_base}, "
           f"fmap_max {args.fmap_max})", flush=True)

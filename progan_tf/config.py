@@ -17,6 +17,7 @@ from progan_tf import losses
 from progan_tf import schedule as schedule_lib
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "bfloat16", "float16")
 MBSTD_GROUPINGS = ("consecutive", "strided")
 
 
@@ -251,8 +252,16 @@ class TrainConfig:
     strategy: str = _option(
         "auto", "auto = one_device for one device, mirrored over all GPUs (or logical CPUs) "
         "otherwise.", choices=STRATEGIES)
+    precision: str = _option(
+        "float32", "Compute precision of G and D: float32; bfloat16 (Keras mixed_bfloat16: "
+        "bfloat16 compute, float32 weights, no loss scaling; for TPUs, Ampere and later GPUs "
+        "and CPUs with AVX512-BF16 or AMX); float16 (Keras mixed_float16 with loss scaling of "
+        "G and D; for GPUs with fast float16 but no bfloat16). Normalisations, the penalty's "
+        "gradient norm, losses and the EMA stay float32; checkpoints and exports are float32 "
+        "whatever it is, so a run may resume with another precision.", choices=PRECISIONS)
     mixed_precision: bool = _option(
-        False, "float16 compute (Keras mixed_float16) with loss scaling of G and D.")
+        False, "Alias of --precision=float16 (for older flag files); flags.json records it as "
+        "--precision=float16.")
     xla: bool = _option(False, "jit-compile the training steps (one_device only).")
     seed: int = _option(1000, "Seed of weights, latents, penalties and the order of the reals.")
     max_nonfinite_steps: int = _option(
@@ -291,6 +300,9 @@ class TrainConfig:
             elif isinstance(value, list):
                 object.__setattr__(self, field.name, tuple(value))
         self._validate()
+        if self.mixed_precision:  # the alias, folded in: `precision` is the one source of truth
+            object.__setattr__(self, "precision", "float16")
+            object.__setattr__(self, "mixed_precision", False)
 
     def _validate(self):
         """Raises ConfigError naming the first bad flag: each field's own check, then the
@@ -310,6 +322,9 @@ class TrainConfig:
         --architecture and --schedule (`preset_defaults`). Raises ValueError."""
         fields = {field.name: field for field in dataclasses.fields(cls)}
         settings = {name: _from_flag(fields[name], value) for name, value in values.items()}
+        if ({"mixed_precision", "precision"} <= set(given) and settings.get("mixed_precision")
+                and settings.get("precision") != "float16"):
+            raise ConfigError(_precision_conflict(settings.get("precision")))
         chosen = {name: settings.get(name, fields[name].default)
                   for name in ("architecture", "schedule")}
         presets = preset_defaults(chosen["architecture"], chosen["schedule"])
@@ -363,10 +378,17 @@ def _combination_problem(cfg):
                 f"--resolution {cfg.resolution}")
     if cfg.fmap_base < 1 or cfg.fmap_max < 1:
         return f"--fmap_base/--fmap_max: must be >= 1, got {cfg.fmap_base!r}/{cfg.fmap_max!r}"
+    if cfg.mixed_precision and cfg.precision not in ("float32", "float16"):
+        return _precision_conflict(cfg.precision)
     if cfg.xla and cfg.strategy in ("mirrored", "multi_worker"):
         return (f"--xla: jit compilation fails inside MirroredStrategy.run on this TensorFlow; "
                 f"use it with --strategy=one_device, not {cfg.strategy}")
     return None
+
+
+def _precision_conflict(precision):
+    return (f"--mixed_precision and --precision={precision} conflict: --mixed_precision is an "
+            f"alias of --precision=float16; give only one of them")
 
 
 def _from_flag(field, value):

@@ -21,6 +21,7 @@ from progan_tf import config  # noqa: E402
 from progan_tf.training import distribute  # noqa: E402
 from progan_tf.training import init_from  # noqa: E402
 from progan_tf.training import loop  # noqa: E402
+from progan_tf.training import precision  # noqa: E402
 
 _DEFINE = {"boolean": flags.DEFINE_boolean, "integer": flags.DEFINE_integer,
            "float": flags.DEFINE_float, "string": flags.DEFINE_string, "list": flags.DEFINE_list}
@@ -68,6 +69,18 @@ def init_from_flags(cfg, flag_values=flags.FLAGS, stream=sys.stderr):
     return cfg, init, strategy
 
 
+def precision_warning(cfg, stream=sys.stderr):
+    """Prints one warning line on `stream` when cfg.precision will be slow on this machine
+    (bfloat16 on a CPU without bfloat16 arithmetic or with oneDNN off; precision.py)."""
+    import tensorflow as tf  # loaded already (by config); listing devices runs no op
+    on_accelerator = bool(tf.config.list_physical_devices("GPU")
+                          or tf.config.list_physical_devices("TPU"))
+    warning = precision.bfloat16_warning(cfg.precision, on_accelerator)
+    if warning:
+        print(f"progan_tf.train: {warning}", file=stream, flush=True)
+    return warning
+
+
 def _fail(message):
     print(f"progan_tf.train: error: {message}", file=sys.stderr)
     sys.exit(1)
@@ -84,6 +97,7 @@ def main(argv):
             cfg, init, strategy = init_from_flags(cfg)
     except (ValueError, loop.TrainingError) as error:
         _fail(error)
+    precision_warning(cfg)
     try:
         result = loop.train(cfg, strategy=strategy, init=init)  # flags.json: cfg.to_json_dict()
     except (OSError, loop.TrainingError) as error:

@@ -117,3 +117,36 @@ def test_optional_values_may_be_none_but_not_invalid():
     assert cfg.resolution is None and cfg.grid_size is None
     with pytest.raises(config.ConfigError, match=r"^--latent_size: must be >= 1, got 0$"):
         cfg.replace(latent_size=0)
+
+
+def test_precision_is_an_enum_and_mixed_precision_its_float16_alias():
+    assert flags.FLAGS["precision"].default == "float32"
+    assert {spec.name: spec.choices for spec in config.flag_specs()}["precision"] == (
+        "float32", "bfloat16", "float16")
+    alias = config.TrainConfig(data_dir="x", mixed_precision=True)
+    assert alias.precision == "float16" and not alias.mixed_precision  # one source of truth
+    assert alias == config.TrainConfig(data_dir="x", precision="float16")
+    assert alias.replace(precision="bfloat16").precision == "bfloat16"
+    as_json = alias.to_json_dict()
+    assert (as_json["precision"], as_json["mixed_precision"]) == ("float16", False)
+    assert config.TrainConfig.from_flag_values(as_json, given=set(as_json)) == alias
+    # flags.json of a run made before --precision existed: mixed_precision, no precision.
+    old = {"data_dir": "x", "mixed_precision": True}
+    assert config.TrainConfig.from_flag_values(old, given=set(old)).precision == "float16"
+    given = {"data_dir": "x", "mixed_precision": True, "precision": "float16"}
+    assert config.TrainConfig.from_flag_values(given, given=set(given)).precision == "float16"
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float32"])
+def test_mixed_precision_with_another_precision_is_one_error_naming_both(precision):
+    message = (rf"^--mixed_precision and --precision={precision} conflict: --mixed_precision is "
+               rf"an alias of --precision=float16; give only one of them$")
+    values = {"data_dir": "x", "mixed_precision": True, "precision": precision}
+    with pytest.raises(config.ConfigError, match=message):
+        config.TrainConfig.from_flag_values(values, given=set(values))
+    if precision == "bfloat16":  # built in code, float32 is also the default: not a conflict
+        with pytest.raises(config.ConfigError, match=message):
+            config.TrainConfig(data_dir="x", mixed_precision=True, precision=precision)
+    with pytest.raises(config.ConfigError, match=r"^--precision: must be one of float32, "
+                                                 r"bfloat16, float16, got 'half'$"):
+        config.TrainConfig(data_dir="x", precision="half")

@@ -5,7 +5,8 @@ nothing itself, so exports/ and metrics/ can use `run_dir` without pulling in th
     steps.py       GanTrainer: networks, optimizers, EMA, the distributed D and G steps
     state.py       TrainingState: the checkpointed counters (nimg, data position, steps, ...)
     rng.py         RandomStreams: the stateless philox draws keyed by step counter
-    loss_scale.py  LossScale: loss scaling of --mixed_precision
+    precision.py   --precision: Keras dtype policy, loss scaling or not, the bfloat16 warning
+    loss_scale.py  LossScale: loss scaling of --precision=float16
     snapshots.py   Renderer, Snapshots: image grids of the EMA generator, style mixing
     sources.py     InMemorySource, PyramidSource, open_source: the reals
     distribute.py  make_strategy, is_chief, broadcast_from_chief, split_batches

@@ -557,9 +557,10 @@ class _Run:
             self.log(line)
 
     def export(self, resolution):
-        """Exports the EMA generator at `resolution` as a SavedModel; returns its directory."""
+        """Exports the EMA generator at `resolution` as a float32 SavedModel (whatever
+        --precision trained it); returns its directory."""
         return export_lib.export_generator(
-            self.trainer.generator_ema, self.export_dir, self.cfg.export_model_name,
+            self.trainer.float32_generator_ema(), self.export_dir, self.cfg.export_model_name,
             resolution=resolution,
             meta={"training_kimg": _nimg(self.state) / 1000, "flags": self.cfg.to_json_dict()})
 

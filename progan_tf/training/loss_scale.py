@@ -1,8 +1,9 @@
-"""Loss scaling of --mixed_precision, as the original's tfutil.Optimizer: the loss is multiplied
-by 2^s inside the tape so float16 gradients do not underflow, the gradients are divided by it,
-and s (log2, kept in TrainingState) grows by 0.0005 per applied step and drops by 1 per overflow
-(SPEC 2). The decision is made on the all-reduced count of non-finite gradient entries, so every
-replica and worker agrees (SPEC 10)."""
+"""Loss scaling of --precision=float16 (alias --mixed_precision), as the original's
+tfutil.Optimizer: the loss is multiplied by 2^s inside the tape so float16 gradients do not
+underflow, the gradients are divided by it, and s (log2, kept in TrainingState) grows by 0.0005
+per applied step and drops by 1 per overflow (SPEC 2). The decision is made on the all-reduced
+count of non-finite gradient entries, so every replica and worker agrees (SPEC 10). float32 and
+bfloat16 (float32's exponent range) run without it."""
 
 import tensorflow as tf
 

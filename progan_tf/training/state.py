@@ -16,7 +16,7 @@ class TrainingState(tf.Module):
     tick, tick_start_nimg: ticks completed and nimg when the current tick began.
     skipped_steps, d_nonfinite_in_a_row, g_nonfinite_in_a_row: steps skipped for non-finite
     gradients, in total and in a row. train_seconds: training time of all sessions.
-    d_loss_scale_log2, g_loss_scale_log2: --mixed_precision loss scales (loss_scale.py).
+    d_loss_scale_log2, g_loss_scale_log2: --precision=float16 loss scales (loss_scale.py).
     """
 
     def __init__(self):

@@ -25,6 +25,7 @@ from progan_tf import losses
 from progan_tf import schedule as schedule_lib
 from progan_tf.training import distribute
 from progan_tf.training import init_from as init_from_lib
+from progan_tf.training import precision as precision_lib
 from progan_tf.training import rng
 from progan_tf.training.loss_scale import LossScale, count_nonfinite
 from progan_tf.training.run_dir import TrainingError
@@ -102,7 +103,7 @@ class GanTrainer:
                     cfg.build_schedule(resolution, self.num_replicas), init.lod, cfg.total_kimg)
         self.labels = tf.constant(np.asarray(labels, np.float32)) if self.label_size else None
         self.loss = losses.LOSSES[cfg.loss]
-        self.loss_scale = LossScale(cfg.mixed_precision)
+        self.loss_scale = LossScale(precision_lib.loss_scaling(cfg.precision))
         self.random = rng.RandomStreams(cfg.seed, self.num_replicas)
         self.trace_counts = collections.Counter()
         self._step_fns = {}
@@ -113,8 +114,7 @@ class GanTrainer:
                                                           self.label_size)
         with strategy.scope():
             self.generator, self.generator_ema, self.discriminator = build_networks(
-                self.arch, g_kwargs, d_kwargs, cfg.seed,
-                "mixed_float16" if cfg.mixed_precision else "float32")
+                self.arch, g_kwargs, d_kwargs, cfg.seed, precision_lib.policy(cfg.precision))
             self.g_optimizer = self._adam("g_optimizer")
             self.d_optimizer = self._adam("d_optimizer")
             self.g_optimizer.build(self.generator.trainable_variables)
@@ -146,6 +146,20 @@ class GanTrainer:
         return keras.optimizers.Adam(learning_rate=self.cfg.lrate_base, beta_1=self.cfg.adam_beta1,
                                      beta_2=self.cfg.adam_beta2, epsilon=self.cfg.adam_epsilon,
                                      name=name)
+
+    def float32_generator_ema(self):
+        """The EMA generator computing in float32, for exports: itself when training runs in
+        float32, else a float32 twin built from its config holding a copy of its (float32)
+        weights, made outside the strategy's scope."""
+        if self.generator_ema.dtype_policy.name == "float32":
+            return self.generator_ema
+        twin = type(self.generator_ema).from_config(self.generator_ema.get_config())
+        if len(twin.weights) != len(self.generator_ema.weights):
+            raise TrainingError(f"float32 copy of the EMA generator has {len(twin.weights)} "
+                                f"weights, the generator {len(self.generator_ema.weights)}")
+        for target, source in zip(twin.weights, self.generator_ema.weights):
+            target.assign(tf.convert_to_tensor(source))
+        return twin
 
     @property
     def latent_size(self):
