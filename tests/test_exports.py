@@ -19,6 +19,7 @@ import exports
 from exports import __main__ as exports_cli
 from progan_tf import serving as signatures
 from progan_tf.networks import Discriminator, Generator
+from training_common import tree_bytes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REST_BODY = os.path.join(REPO, "exports", "requests", "predict_seeds.json")
@@ -471,12 +472,6 @@ def test_predict_request_protos_match_the_signature_defs(run, loaded):
 # being a reader, changes nothing in the run directory.
 
 
-def _tree_bytes(directory):
-    return {os.path.relpath(os.path.join(root, name), directory):
-            open(os.path.join(root, name), "rb").read()
-            for root, _, names in os.walk(directory) for name in names}
-
-
 def _truncate(path):
     with open(path, "r+b") as file:
         file.truncate(os.path.getsize(path) // 2)
@@ -488,13 +483,13 @@ def test_export_skips_a_corrupt_newest_checkpoint_and_leaves_the_run_directory_a
     shutil.copytree(run["dir"], run_dir)
     newest = os.path.join(run_dir, "checkpoints", "ckpt-2")
     _truncate(newest + ".data-00000-of-00001")
-    before = _tree_bytes(run_dir)
+    before = tree_bytes(run_dir)
     out = tmp_path / "out"
     assert exports_cli.main(["--checkpoint", run_dir, "--out_dir", str(out)]) == 0
     assert capsys.readouterr().err == (
         f"warning: {newest}: skipped, it does not load (Read less bytes than requested (a "
         f"truncated file)); using ckpt-1\n")
-    assert _tree_bytes(run_dir) == before
+    assert tree_bytes(run_dir) == before
     ema_at_step_1 = Generator(**TINY)
     for weight, value in zip(ema_at_step_1.weights, run["first_weights"]):
         weight.assign(value)
@@ -512,7 +507,7 @@ def test_export_names_every_checkpoint_when_none_loads(run, tmp_path, capsys):
     checkpoints = os.path.join(run_dir, "checkpoints")
     _truncate(os.path.join(checkpoints, "ckpt-2.data-00000-of-00001"))
     os.remove(os.path.join(checkpoints, "ckpt-1.index"))
-    before = _tree_bytes(run_dir)
+    before = tree_bytes(run_dir)
     assert exports_cli.main(["--checkpoint", run_dir, "--out_dir", str(tmp_path / "out")]) == 1
     assert capsys.readouterr().err == (
         f"python -m exports: error: {checkpoints}: no checkpoint loads: ckpt-2 (Read less bytes "
@@ -523,4 +518,4 @@ def test_export_names_every_checkpoint_when_none_loads(run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert f"{os.path.join(checkpoints, 'ckpt-2')}: the checkpoint does not load (" in err
-    assert _tree_bytes(run_dir) == before and not (tmp_path / "out").exists()
+    assert tree_bytes(run_dir) == before and not (tmp_path / "out").exists()

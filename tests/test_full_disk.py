@@ -33,7 +33,7 @@ from progan_tf.training import snapshots as snapshots_lib
 from progan_tf.training.state import read_state
 from progan_tf.training.steps import GanTrainer
 from progan_tf.utils import run_lock
-from tests.training_common import one_device, read_tensorboard, tiny_config, tiny_images, \
+from training_common import one_device, read_tensorboard, tiny_config, tiny_images, tree_bytes, \
     write_pyramid
 
 DEVNULL = open(os.devnull, "w")  # noqa: SIM115
@@ -87,23 +87,12 @@ def tmpfs(tmp_path):
         disk.unmount()
 
 
-def read_tree(path):
-    """{relative path: bytes} of every file under `path`."""
-    tree = {}
-    for root, _, names in os.walk(path):
-        for name in names:
-            full = os.path.join(root, name)
-            with open(full, "rb") as file:
-                tree[os.path.relpath(full, path)] = file.read()
-    return tree
-
-
 def assert_nothing_half_written(path, before):
-    """Since the disk filled up (`before`: read_tree then), files are unchanged or, when
+    """Since the disk filled up (`before`: tree_bytes then), files are unchanged or, when
     append-only, only grew; no file is new but an empty append-only one; no file with a
     temporary name is left; everything under a final name is complete (PNGs decode, JSON
     parses); the run directory's lock is released."""
-    after = read_tree(path)
+    after = tree_bytes(path)
     for name, data in after.items():
         base = os.path.basename(name)
         assert not TEMPORARY.search(name), name
@@ -162,7 +151,7 @@ class FullDiskAt:
         def wrapper(*args, **kwargs):
             calls.append(1)
             if len(calls) == call:
-                self.before = read_tree(self.run_dir)
+                self.before = tree_bytes(self.run_dir)
                 self.checkpoint = checkpoint_files(self.run_dir)
                 self.disk.fill()
             return original(*args, **kwargs)
@@ -256,7 +245,7 @@ def test_data_tools_create_on_a_full_disk_leaves_nothing_and_succeeds_with_room(
     assert data_tools_cli.main(["create_from_images", scratch, str(images_dir)]) == 0
     needed = tmpfs.used() - empty
     expected = {name: hashlib.sha256(data).hexdigest()
-                for name, data in read_tree(scratch).items() if name != "manifest.json"}
+                for name, data in tree_bytes(scratch).items() if name != "manifest.json"}
     shutil.rmtree(scratch)
     capsys.readouterr()
 
@@ -274,7 +263,7 @@ def test_data_tools_create_on_a_full_disk_leaves_nothing_and_succeeds_with_room(
     assert data_tools_cli.main(["create_from_images", out, str(images_dir)]) == 0
     assert os.listdir(tmpfs.path) == ["blobs"]
     created = {name.replace("blobs", "scratch"): hashlib.sha256(data).hexdigest()
-               for name, data in read_tree(out).items() if name != "manifest.json"}
+               for name, data in tree_bytes(out).items() if name != "manifest.json"}
     assert created == expected  # the same pyramid, byte for byte
 
 
@@ -295,7 +284,7 @@ def test_python_m_exports_on_a_full_disk_publishes_nothing_and_succeeds_with_roo
     shutil.rmtree(scratch)
     capsys.readouterr()
 
-    before = read_tree(run_dir)
+    before = tree_bytes(run_dir)
     tmpfs.fill(room=needed // 2)  # the variables fit, not the whole SavedModel
     assert exports_main.main(["--checkpoint", run_dir]) == 1
     stderr = capsys.readouterr().err
@@ -303,7 +292,7 @@ def test_python_m_exports_on_a_full_disk_publishes_nothing_and_succeeds_with_roo
         f"python -m exports: error: cannot write a new version into {model_dir} (disk full or "
         f"not writable?): {NO_SPACE}; no version was published, the existing ones are untouched"]
     assert os.listdir(model_dir) == []  # no version, no temporary directory
-    assert read_tree(run_dir) == before
+    assert tree_bytes(run_dir) == before
     assert tmpfs.used() == empty
 
     tmpfs.resize(empty + 2 * needed)  # mount -o remount,size=...

@@ -17,6 +17,7 @@ import exports
 from progan_tf import generate, generators
 from progan_tf.networks import Generator
 from progan_tf.utils.images import image_grid
+from training_common import tree_bytes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(resolution=8, num_channels=3, fmap_base=32, fmap_max=16)  # latent_size 16
@@ -323,12 +324,6 @@ def test_command_line_writes_a_grid_and_reports_errors_without_traceback(models,
 # generators.from_run_dir) use the one before and change nothing in the run directory.
 
 
-def _tree_bytes(directory):
-    return {os.path.relpath(os.path.join(root, name), directory):
-            open(os.path.join(root, name), "rb").read()
-            for root, _, names in os.walk(directory) for name in names}
-
-
 def test_checkpoint_run_dir_skips_a_bit_flipped_newest_checkpoint_and_changes_nothing(
         tmp_path, capsys):
     keras.utils.set_random_seed(1)
@@ -350,7 +345,7 @@ def test_checkpoint_run_dir_skips_a_bit_flipped_newest_checkpoint_and_changes_no
     data = bytearray(open(newest + ".data-00000-of-00001", "rb").read())
     data[len(data) // 3] ^= 0x01
     open(newest + ".data-00000-of-00001", "wb").write(bytes(data))
-    before = _tree_bytes(run_dir)
+    before = tree_bytes(run_dir)
 
     assert generate.main(["--checkpoint", run_dir, "--seeds", "3", "--out_dir",
                           str(tmp_path / "out")]) == 0
@@ -363,7 +358,7 @@ def test_checkpoint_run_dir_skips_a_bit_flipped_newest_checkpoint_and_changes_no
     assert location.checkpoint == os.path.join(run_dir, "checkpoints", "ckpt-1")
     np.testing.assert_allclose(fns.images_float(z), images_at_step_1, rtol=1e-6, atol=1e-6)
     assert capsys.readouterr().err == warning
-    assert _tree_bytes(run_dir) == before
+    assert tree_bytes(run_dir) == before
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from progan_tf.training import loop
 from progan_tf.training import run_dir as run_dir_lib
 from progan_tf.training.sources import InMemorySource
 from progan_tf.training.steps import GanTrainer
-from training_common import one_device, tiny_config, tiny_images, weights
+from training_common import one_device, tiny_config, tiny_images, tree_bytes, weights
 
 
 def make_run(root, name, checkpoint=True, done=False):
@@ -117,16 +117,6 @@ def remove_index(prefix):
 
 def remove_shard(prefix):
     os.remove(prefix + ".data-00000-of-00001")
-
-
-def tree_bytes(directory):
-    """{path relative to `directory`: content} of every file below it."""
-    out = {}
-    for root, _, files in os.walk(directory):
-        for name in files:
-            path = os.path.join(root, name)
-            out[os.path.relpath(path, directory)] = open(path, "rb").read()
-    return out
 
 
 def fresh_trainer():

@@ -72,6 +72,18 @@ def write_pyramid(path, images_nhwc, labels=None):
     return str(path)
 
 
+def tree_bytes(directory):
+    """{path relative to `directory`: content} of every file below it (to check that a
+    directory is left byte-identical)."""
+    out = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as file:
+                out[os.path.relpath(path, directory)] = file.read()
+    return out
+
+
 def read_tensorboard(run_dir):
     from tensorboard.backend.event_processing import event_accumulator
     events = event_accumulator.EventAccumulator(
