@@ -30,6 +30,13 @@ iteration's FLOPs counted from the layer shapes (`progan_tf.networks.summary.ite
 forward, backward and the gradient penalty's double backward, with the multipliers stated
 there) with the GFLOP/s they give; the FLOPs per part are printed before the timing.
 
+--steps_per_call K runs K minibatches per tf.function call (`GanTrainer.train_steps`, what
+training does with --steps_per_call) and reports the time per minibatch; each timed
+"iteration" is then one call. Small networks show the per-call dispatch it removes:
+
+    python bench/train_step.py --resolution 8 --batch 64 --channels 1 --fmap_base 128 \
+        --fmap_max 64 --iterations 20 --steps_per_call 4      # the quickstart's 8x8 stage
+
 --profile DIR writes a TensorBoard profiler trace of the timed iterations (after the traced
 first one) to DIR/<configuration> (view it with `pip install tensorboard-plugin-profile` and
 `tensorboard --logdir DIR`, Profile tab: trace viewer, per-op statistics). The profiler's own
@@ -54,6 +61,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import progan_tf  # noqa: E402,F401  (before TensorFlow: oneDNN on unless the environment says)
 
 
 def cpu_model():
@@ -80,10 +88,12 @@ def cpu_flags():
 
 
 def onednn_setting():
-    value = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
-    if value is None:
-        return "TF_ENABLE_ONEDNN_OPTS unset (TensorFlow's default on x86 Linux: on)"
-    return f"TF_ENABLE_ONEDNN_OPTS={value} ({'on' if value not in ('0', 'false') else 'off'})"
+    """TF_ENABLE_ONEDNN_OPTS and whether TensorFlow's oneDNN kernels are in use (call after
+    importing TensorFlow)."""
+    from tensorflow.python.util import _pywrap_util_port
+    value = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")
+    state = "on" if _pywrap_util_port.IsMklEnabled() else "off"
+    return f"{state} (TF_ENABLE_ONEDNN_OPTS={value})"
 
 
 # Configuration name -> (replicas, xla, --precision); "replicas" uses --replicas.
@@ -116,8 +126,15 @@ def parse_args(argv=None):
     parser.add_argument("--single", default=None, choices=list(CONFIGURATIONS),
                         help="measure only this configuration in this process (used internally: "
                              "logical devices are process-wide)")
+    parser.add_argument("--steps_per_call", type=int, default=1,
+                        help="minibatches per tf.function call (GanTrainer.train_steps); 1 = "
+                             "one d_step and one g_step call per minibatch")
+    parser.add_argument("--channels", type=int, default=3, help="image channels")
     parser.add_argument("--threads", type=int, default=0,
                         help="intra-op threads (0 = TensorFlow's default, all cores)")
+    parser.add_argument("--inter_op_threads", type=int, default=0,
+                        help="inter-op threads (0 = TensorFlow's default; 1 runs one op at a "
+                             "time, which makes a profile's per-op times add up)")
     parser.add_argument("--profile", default=None, metavar="DIR",
                         help="write a TensorBoard profiler trace of the timed iterations to "
                              "DIR/<configuration>")
@@ -130,6 +147,8 @@ def main(argv=None):
         sys.exit("train_step.py: error: --replicas must be >= 1")
     if args.iterations < 1:
         sys.exit("train_step.py: error: --iterations must be >= 1")
+    if args.steps_per_call < 1:
+        sys.exit("train_step.py: error: --steps_per_call must be >= 1")
     if args.profile is not None and os.path.exists(args.profile) and not os.path.isdir(
             args.profile):
         sys.exit(f"train_step.py: error: --profile {args.profile} exists and is not a directory")
@@ -193,6 +212,8 @@ def measure(args, replicas, xla, precision, name):
     import tensorflow as tf
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    if args.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     if replicas > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
@@ -213,9 +234,9 @@ def measure(args, replicas, xla, precision, name):
                              loss="wgan_gp", style_mixing_prob=args.style_mixing_prob,
                              strategy="mirrored" if replicas > 1 else "one_device")
     strategy = make_strategy(cfg.strategy)
-    images = np.random.default_rng(0).uniform(-1, 1, (2 * args.batch, res, res, 3))
+    images = np.random.default_rng(0).uniform(-1, 1, (2 * args.batch, res, res, args.channels))
     source = InMemorySource(images.astype(np.float32))
-    gan = GanTrainer(cfg, strategy, res, 3)
+    gan = GanTrainer(cfg, strategy, res, args.channels)
     if precision == "float16":  # 2^64 (the original's start) would skip the first steps
         gan.state.assign(d_loss_scale_log2=10.0, g_loss_scale_log2=10.0)
     gan.apply_phase(schedule.Phase(kimg=0.0, lod=0.5, resolution=res, fade_alpha=0.5,
@@ -227,16 +248,22 @@ def measure(args, replicas, xla, precision, name):
                    for v in gan.discriminator.model_for(res).trainable_variables)
 
     def iteration():
+        """Seconds per minibatch (d_step + EMA + g_step) of one call of --steps_per_call."""
         start = time.perf_counter()
-        gan.d_step(next(batches), res, args.batch, 0.999)
-        stats, _ = gan.g_step(res, args.batch)
-        float(stats["Loss/G"])  # wait for the step to finish
-        return time.perf_counter() - start
+        if args.steps_per_call == 1:
+            gan.d_step(next(batches), res, args.batch, 0.999)
+            stats, _ = gan.g_step(res, args.batch)
+            float(stats["Loss/G"])  # wait for the step to finish
+        else:
+            gan.train_steps(batches, res, args.batch, 0.999, args.steps_per_call, 50)
+        return (time.perf_counter() - start) / args.steps_per_call
 
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs; {', '.join(cpu_flags())})")
     print(f"oneDNN: {onednn_setting()}")
     print(f"TensorFlow {tf.__version__}, strategy {type(strategy).__name__} x"
-          f"{strategy.num_replicas_in_sync}, xla {xla}, precision {precision}, intra-op "
+          f"{strategy.num_replicas_in_sync}, xla {xla}, precision {precision}, "
+          f"{args.steps_per_call} minibatch(es) per call, inter-op threads "
+          f"{tf.config.threading.get_inter_op_parallelism_threads() or 'default'}, intra-op "
           f"threads {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}")
     warning = precision_lib.bfloat16_warning(
         precision, bool(tf.config.list_physical_devices("GPU")))
@@ -258,7 +285,7 @@ def measure(args, replicas, xla, precision, name):
         for index in range(args.iterations):
             with tf.profiler.experimental.Trace("train_iteration", step_num=index, _r=1):
                 times.append(iteration())
-            print(f"  iteration {index + 1}: {times[-1]:.2f} s", flush=True)
+            print(f"  iteration {index + 1}: {times[-1]:.4g} s", flush=True)
     finally:
         if profile_dir:
             tf.profiler.experimental.stop()
@@ -268,7 +295,7 @@ def measure(args, replicas, xla, precision, name):
     per_iter = statistics.median(times)
     peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     print(f"RESULT resolution {res} batch {args.batch}: {args.batch / per_iter:.3f} img/s, "
-          f"{per_iter:.2f} s/iter (median of {len(times)}), "
+          f"{per_iter:.4g} s/iter (median of {len(times)}), "
           f"{flops.total / 1e9:.1f} GFLOP/iter, {flops.total / per_iter / 1e9:.1f} GFLOP/s, "
           f"peak RSS {peak_rss_gib:.2f} GiB")
 

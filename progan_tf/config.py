@@ -195,6 +195,11 @@ class TrainConfig:
         4, "Training iterations between updates of lod, minibatch and rates.",
         check=_AT_LEAST_ONE)
     d_repeats: int = _option(1, "Discriminator steps per generator step.", check=_AT_LEAST_ONE)
+    steps_per_call: int = _option(
+        0, "Minibatches (d_repeats D steps + 1 G step each) run inside one tf.function call, "
+        "so the per-call dispatch is paid once (Keras' steps_per_execution; small networks "
+        "train faster); 0 = the whole --minibatch_repeats group; must divide "
+        "--minibatch_repeats. The result is the same for every value.", check=_NON_NEGATIVE)
     # Networks (SPEC 1, 3).
     architecture: str = _option(
         "progan", "Generator architecture. " + _presets_help(), choices=architectures.NAMES)
@@ -380,6 +385,9 @@ def _combination_problem(cfg):
         return f"--fmap_base/--fmap_max: must be >= 1, got {cfg.fmap_base!r}/{cfg.fmap_max!r}"
     if cfg.mixed_precision and cfg.precision not in ("float32", "float16"):
         return _precision_conflict(cfg.precision)
+    if cfg.steps_per_call and cfg.minibatch_repeats % cfg.steps_per_call:
+        return (f"--steps_per_call: {cfg.steps_per_call} does not divide --minibatch_repeats "
+                f"{cfg.minibatch_repeats} (the schedule is updated between groups)")
     if cfg.xla and cfg.strategy in ("mirrored", "multi_worker"):
         return (f"--xla: jit compilation fails inside MirroredStrategy.run on this TensorFlow; "
                 f"use it with --strategy=one_device, not {cfg.strategy}")

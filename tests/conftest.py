@@ -2,13 +2,16 @@
 
 Two logical CPU devices are created before TensorFlow runs any op (SPEC 10): afterwards
 `tf.config.set_logical_device_configuration` raises. Single-device tests use
-`OneDeviceStrategy("/cpu:0")`; `MirroredStrategy()` then spans both logical CPUs.
+`OneDeviceStrategy("/cpu:0")`; `MirroredStrategy()` then spans both logical CPUs. The
+package is imported before TensorFlow, so the tests run TensorFlow's oneDNN kernels as the
+commands do (progan_tf/__init__.py).
 """
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import progan_tf  # noqa: E402,F401  (before TensorFlow: the oneDNN kernels users get)
 import keras  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -106,6 +106,8 @@ def test_build_schedule_uses_the_schedule_and_the_per_replica_caps():
     (dict(grid_size=(0, 2)), r"^--grid_size: expected WIDTHxHEIGHT with both >= 1, got \(0, 2\)$"),
     (dict(export_model_name="a/b"), r"^--export_model_name: must be a plain directory name"),
     (dict(mbstd_grouping="random"), r"^--mbstd_grouping: must be one of consecutive, strided"),
+    (dict(steps_per_call=-1), r"^--steps_per_call: must be >= 0, got -1$"),
+    (dict(steps_per_call=3), r"^--steps_per_call: 3 does not divide --minibatch_repeats 4 "),
 ])
 def test_bad_values_name_the_flag(changes, message):
     with pytest.raises(config.ConfigError, match=message):

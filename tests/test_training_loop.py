@@ -35,17 +35,53 @@ DEVNULL = open(os.devnull, "w")  # noqa: SIM115
 OLD_RUNS = os.path.join(REPO, "tests", "fixtures", "old_run")
 
 
-def test_run_stops_after_max_nonfinite_steps_with_a_checkpoint(tmp_path):
-    cfg = tiny_config(tmp_path, max_nonfinite_steps=3, total_kimg=1.0)
+@pytest.mark.parametrize("minibatch_repeats", [1, 4])
+def test_run_stops_after_max_nonfinite_steps_with_a_checkpoint(tmp_path, minibatch_repeats):
+    # minibatch_repeats 4: the third skipped step ends the call of four steps.
+    cfg = tiny_config(tmp_path, max_nonfinite_steps=3, total_kimg=1.0,
+                      minibatch_repeats=minibatch_repeats)
     images = np.full((16, 16, 16, 1), np.nan, np.float32)
     with pytest.raises(loop.TrainingError, match=r"3 training steps in a row had non-finite "
                        r"gradients .* The last good state is in .*ckpt-\d+"):
         loop.train(cfg, source=InMemorySource(images), log_stream=DEVNULL)
     run_dir = os.path.join(tmp_path, "00000-memory")
-    assert read_state(os.path.join(run_dir, "checkpoints"))["skipped_steps"] == 3
+    state = read_state(os.path.join(run_dir, "checkpoints"))
+    assert (state["skipped_steps"], state["d_steps"], state["nimg"]) == (3, 3, 24)
     gan = GanTrainer(cfg, one_device(), 16, 1)
     gan.checkpoint.restore(tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")))
     assert int(gan.d_optimizer.iterations.numpy()) == 0
+
+
+def checkpoint_values(cfg, run_dir):
+    """{name: value} of every variable in the newest checkpoint of `run_dir` (the state's
+    wall-clock seconds aside)."""
+    gan = GanTrainer(cfg, one_device(), 16, 1)
+    gan.checkpoint.restore(tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+                           ).assert_consumed()
+    return {f"{index}:{getattr(v, 'path', v.name)}": v.numpy()
+            for index, v in enumerate(gan.checkpoint_variables())
+            if "train_seconds" not in v.name}
+
+
+def test_steps_per_call_changes_nothing_but_the_calls(tmp_path):
+    # Three iterations of 4 minibatches (4x4, then fading in 8x8; one tick each) with one
+    # minibatch per call and with all four in one call.
+    runs = {}
+    for steps_per_call in (1, 0):
+        cfg = tiny_config(tmp_path / str(steps_per_call), minibatch_repeats=4,
+                          steps_per_call=steps_per_call, total_kimg=0.096,
+                          lod_training_kimg=0.032, lod_transition_kimg=0.064,
+                          tick_kimg_base=0.032)
+        result = loop.train(cfg, source=InMemorySource(tiny_images()), log_stream=DEVNULL)
+        events = read_tensorboard(result.run_dir)
+        runs[steps_per_call] = (checkpoint_values(cfg, result.run_dir),
+                                [float(tf.make_ndarray(e.tensor_proto))
+                                 for e in events.Tensors("Loss/D")])
+    (values, losses), (fused_values, fused_losses) = runs[1], runs[0]
+    assert len(losses) == 3 and len(values) > 60 and set(fused_values) == set(values)
+    for key, value in values.items():
+        np.testing.assert_allclose(fused_values[key], value, rtol=0, atol=1e-6, err_msg=key)
+    np.testing.assert_allclose(fused_losses, losses, rtol=1e-6)
 
 
 _RESUME_SCRIPT = textwrap.dedent("""

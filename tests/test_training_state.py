@@ -26,15 +26,32 @@ def test_advance_and_start_tick_move_the_counters_together():
     assert (values["tick"], values["tick_start_nimg"], values["nimg"]) == (1, 16, 24)
 
 
-def test_skipped_steps_count_in_total_and_in_a_row_per_network():
+def test_record_step_counts_steps_and_skipped_steps_in_total_and_in_a_row_per_network():
     state = TrainingState()
-    state.count_skipped("d", [True, False, False])
-    state.count_skipped("g", [False])
+    for applied in (True, False, False):
+        state.record_step("d", applied)
+    state.record_step("g", False)
     assert state.nonfinite_in_a_row() == 2
-    state.count_skipped("d", [True])
+    state.record_step("d", True)
     values = state.values()
     assert (values["skipped_steps"], values["d_nonfinite_in_a_row"],
             values["g_nonfinite_in_a_row"]) == (3, 0, 1)
+    assert (values["d_steps"], values["g_steps"]) == (4, 1)
+
+
+def test_record_step_in_a_tf_function_counts_as_eagerly():
+    state = TrainingState()
+
+    @tf.function
+    def steps(flags):
+        for index in range(3):
+            state.record_step("g", flags[index])
+        return state.nonfinite_in_a_row_tensor()
+
+    assert steps(tf.constant([False, False, True])).numpy() == 0
+    assert steps(tf.constant([True, False, False])).numpy() == 2
+    values = state.values()
+    assert (values["g_steps"], values["skipped_steps"], values["g_nonfinite_in_a_row"]) == (6, 4, 2)
 
 
 def test_read_state_takes_a_prefix_or_the_checkpoints_directory(tmp_path):

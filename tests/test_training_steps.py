@@ -9,8 +9,8 @@ import tensorflow as tf
 import conftest
 from progan_tf.training.sources import InMemorySource
 from progan_tf.training.steps import GanTrainer, ema_beta_for
-from training_common import BATCH, copy_networks, first_batch, one_device, tiny_config, \
-    tiny_images, weights
+from training_common import BATCH, STEPS, copy_networks, first_batch, one_device, run_steps, \
+    tiny_config, tiny_images, weights
 
 
 @pytest.mark.parametrize("loss, use_labels", [("wgan_gp", False), ("logistic_r1", False),
@@ -150,6 +150,43 @@ def test_non_finite_batch_skips_the_step_and_leaves_the_weights_unchanged():
     assert gan.state.values()["d_steps"] == 1  # the random stream still advances
     _, applied = gan.g_step(4, BATCH)  # the generator step does not see reals
     assert bool(applied)
+
+
+def test_steps_in_one_call_end_with_the_weights_and_counters_of_one_step_per_call():
+    # Two mirrored replicas (one device: test_training_loop; workers: test_multiworker).
+    out = run_steps(tiny_config(), conftest.two_replicas(), STEPS)
+    stepwise = {key.split("/", 1)[1] for key in out if key.startswith("stepwise/")}
+    assert stepwise == {key.split("/", 1)[1] for key in out if key.startswith("fused/")}
+    assert out["stepwise/state/d_steps"] == out["stepwise/state/g_steps"] == STEPS
+    assert out["stepwise/state/nimg"] == STEPS * BATCH
+    for name in stepwise:
+        np.testing.assert_allclose(out[f"fused/{name}"], out[f"stepwise/{name}"], rtol=0,
+                                   atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(out["fused_d_loss_sum"], out["d_loss"].sum(), rtol=1e-6)
+
+
+def test_steps_in_one_call_skip_non_finite_steps_and_stop_at_the_limit_in_a_row():
+    cfg = tiny_config()
+    source = InMemorySource(np.full((32, 16, 16, 1), np.nan, np.float32))
+    gan = GanTrainer(cfg, conftest.two_replicas(), 16, 1)
+    gan.apply_phase(cfg.build_schedule(16).at(0.0))
+    before = weights(gan.discriminator.weights)
+    batches = iter(gan.distribute(lambda ctx: source.dataset(4, BATCH, 0, ctx)))
+    stats, done = gan.train_steps(batches, 4, BATCH, 0.999, steps=5, nonfinite_limit=3)
+    assert done == 3  # D steps 1-3 skipped: the third reaches the limit and ends the loop
+    values = gan.state.values()
+    assert (values["d_steps"], values["g_steps"], values["nimg"]) == (3, 3, 3 * BATCH)
+    assert (values["d_nonfinite_in_a_row"], values["g_nonfinite_in_a_row"]) == (3, 0)
+    assert values["skipped_steps"] == 3
+    assert stats["Loss/D"][1] == 3 and not np.isfinite(stats["Loss/D"][0])
+    assert stats["Loss/G"][1] == 3 and np.isfinite(stats["Loss/G"][0])
+    for variable, value in zip(gan.discriminator.weights, before):
+        np.testing.assert_array_equal(variable.numpy(), value)
+    assert int(gan.d_optimizer.iterations.numpy()) == 0
+    assert int(gan.g_optimizer.iterations.numpy()) == 3
+    # At the limit already (a resumed run), the first minibatch still runs.
+    _, done = gan.train_steps(batches, 4, BATCH, 0.999, steps=5, nonfinite_limit=3)
+    assert done == 1 and gan.state.values()["d_nonfinite_in_a_row"] == 4
 
 
 def test_checkpoint_restores_every_variable_of_a_fresh_trainer(tmp_path):

@@ -117,4 +117,27 @@ def run_steps(cfg, strategy, steps):
     out["d_loss"] = np.array(d_losses)
     out["g_loss"] = np.array(g_losses)
     out["alpha"] = np.array(phase.fade_alpha)
+    out.update({f"stepwise/{name}": value for name, value in trained_values(gan).items()})
+    # The same steps from the same start (the seed makes the initial weights), all of them in
+    # one call.
+    fused = GanTrainer(cfg, strategy, 16, 1)
+    fused.apply_phase(phase)
+    batches = iter(fused.distribute(lambda ctx: source.dataset(res, BATCH, 0, ctx)))
+    stats, done = fused.train_steps(batches, res, BATCH, 0.999, steps, nonfinite_limit=50)
+    assert done == steps and stats["Loss/D"][1] == steps, (done, stats)
+    out["fused_d_loss_sum"] = np.array(stats["Loss/D"][0])
+    out.update({f"fused/{name}": value for name, value in trained_values(fused).items()})
+    return out
+
+
+def trained_values(gan):
+    """{name: value} of everything training changes: G, the EMA generator, D, both optimizers'
+    slots and the TrainingState counters (except the wall-clock time)."""
+    out = {}
+    for module in ("generator", "generator_ema", "discriminator"):
+        out.update({f"{module}/{v.path}": v.numpy() for v in getattr(gan, module).weights})
+    for optimizer in (gan.g_optimizer, gan.d_optimizer):
+        out.update({f"{optimizer.name}/{v.path}": v.numpy() for v in optimizer.variables})
+    out.update({f"state/{name}": np.array(value) for name, value in gan.state.values().items()
+                if name != "train_seconds"})
     return out

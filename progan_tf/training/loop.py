@@ -4,7 +4,7 @@ steps, bad data, a lost worker), in that order below; then a write that fails (a
 the run directory's lock (`claim_run_dir`), held for the run's lifetime.
 
 An iteration is `minibatch_repeats` times (`d_repeats` D steps, then one G step) at one schedule
-phase; the phase (lod, fade-in alpha, minibatch, learning rates) is re-evaluated from the images
+phase, run `steps_per_call` minibatches per tf.function call (GanTrainer.train_steps); the phase (lod, fade-in alpha, minibatch, learning rates) is re-evaluated from the images
 shown before each iteration. Every counter lives in the TrainingState, which the checkpoint saves.
 """
 
@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 
-import numpy as np
 import tensorflow as tf
 
 from exports import saved_model as export_lib
@@ -137,24 +136,22 @@ def _nimg(state):
 
 
 def _iteration(run, phase):
-    """minibatch_repeats x (d_repeats D steps + 1 G step) at `phase`; then the skipped steps
-    are counted and too many in a row stop the run."""
+    """minibatch_repeats x (d_repeats D steps + 1 G step) at `phase`, --steps_per_call
+    minibatches per tf.function call; the run stops when too many steps in a row were skipped
+    for non-finite gradients (the calls end early then)."""
     cfg, trainer, state = run.cfg, run.trainer, run.state
     trainer.apply_phase(phase)
     batches = run.batches(phase)
     beta = ema_beta_for(cfg, phase.minibatch)
-    applied = {"d": [], "g": []}
+    limit = nonfinite_limit(run)
+    per_call = cfg.steps_per_call or cfg.minibatch_repeats
     try:
-        for _ in range(cfg.minibatch_repeats):
-            for _ in range(cfg.d_repeats):
-                stats, ok = trainer.d_step(next(batches), phase.resolution, phase.minibatch,
-                                           beta)
-                applied["d"].append(ok)
-                run.collect(stats)
-                state.advance(phase.minibatch)
-            stats, ok = trainer.g_step(phase.resolution, phase.minibatch)
-            applied["g"].append(ok)
+        for _ in range(cfg.minibatch_repeats // per_call):
+            stats, _ = trainer.train_steps(batches, phase.resolution, phase.minibatch, beta,
+                                           per_call, limit)
             run.collect(stats)
+            if state.nonfinite_in_a_row() >= limit:
+                break
     except tf.errors.InvalidArgumentError as error:
         where = bad_record(error)
         if where is None:
@@ -163,8 +160,6 @@ def _iteration(run, phase):
         raise TrainingError(f"bad training data: {where}; stopped at kimg "
                             f"{_nimg(state) / 1000:.1f} with checkpoint {path}. Rebuild or repair "
                             f"the dataset (python -m data_tools verify) before resuming.") from None
-    for network, flags in applied.items():
-        state.count_skipped(network, flags)
     _check_nonfinite(run)
 
 
@@ -175,10 +170,15 @@ def bad_record(error):
     return match.group(1).rstrip(" .'\"") if match else None
 
 
+def nonfinite_limit(run):
+    """Skipped steps in a row that stop the run: --max_nonfinite_steps, plus the overflows a
+    float16 loss scale expects from its start."""
+    return run.cfg.max_nonfinite_steps + run.trainer.loss_scale.nonfinite_allowance()
+
+
 def _check_nonfinite(run):
     in_a_row = run.state.nonfinite_in_a_row()
-    limit = run.cfg.max_nonfinite_steps + run.trainer.loss_scale.nonfinite_allowance()
-    if in_a_row >= limit:
+    if in_a_row >= nonfinite_limit(run):
         path = run.save_checkpoint()
         raise TrainingError(
             f"{in_a_row} training steps in a row had non-finite gradients and were skipped "
@@ -203,8 +203,7 @@ def _end_of_tick(run, phase, done):
                           timing["Timing/total_sec"], timing["Timing/sec_per_tick"],
                           timing["Timing/sec_per_kimg"], timing["Timing/img_per_sec"],
                           timing["Timing/maintenance_sec"]))
-    scalars = {tag: float(np.mean([v.numpy() for v in values]))
-               for tag, values in run.tick_stats.items()}
+    scalars = {tag: total / count for tag, (total, count) in run.tick_stats.items() if count}
     run.tick_stats.clear()
     scalars.update(timing)
     scalars.update({
@@ -432,7 +431,7 @@ class _Run:
         self.tensorboard = self.checkpoints = self.snapshots = self.clock = None
         self.resumed = False
         self.progress = ProgressBar()
-        self.tick_stats = collections.defaultdict(list)
+        self.tick_stats = collections.defaultdict(lambda: [0.0, 0])  # tag: [sum, count]
         self._batches, self._batches_key = None, None
 
     def _claim_run_dir(self):
@@ -530,8 +529,10 @@ class _Run:
         return self._batches
 
     def collect(self, stats):
-        for tag, value in stats.items():
-            self.tick_stats[tag].append(value)
+        """Adds `train_steps` stats ({tag: (sum, count)}) to the tick's."""
+        for tag, (total, count) in stats.items():
+            self.tick_stats[tag][0] += total
+            self.tick_stats[tag][1] += count
 
     def save_checkpoint(self):
         """Saves a checkpoint (every worker calls it); returns its path."""

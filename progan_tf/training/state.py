@@ -63,23 +63,26 @@ class TrainingState(tf.Module):
         self.tick.assign_add(1)
         self.tick_start_nimg.assign(self.nimg)
 
-    def count_skipped(self, network, applied):
-        """Adds the skipped steps among `applied` (bools of `network` "d" or "g", in order) to
-        the total and to that network's run of consecutive skipped steps."""
+    def record_step(self, network, applied):
+        """After a step of `network` ("d" or "g"): its step counter advances, and a skipped
+        step (`applied` false) adds to the total and to that network's run of consecutive
+        skipped steps, which an applied step ends. Eager or inside a tf.function (the training
+        steps call it in their graph)."""
+        getattr(self, f"{network}_steps").assign_add(1)
+        applied = tf.convert_to_tensor(applied, tf.bool)
         counter = getattr(self, f"{network}_nonfinite_in_a_row")
-        in_a_row = counter.numpy().item()
-        for ok in applied:
-            if bool(ok):
-                in_a_row = 0
-            else:
-                in_a_row += 1
-                self.skipped_steps.assign_add(1)
-        counter.assign(in_a_row)
+        counter.assign(tf.where(applied, tf.constant(0, tf.int64), counter + 1))
+        self.skipped_steps.assign_add(tf.where(applied, tf.constant(0, tf.int64),
+                                               tf.constant(1, tf.int64)))
 
     def nonfinite_in_a_row(self):
         """The longer run of consecutive skipped steps of the two networks."""
         return max(self.d_nonfinite_in_a_row.numpy().item(),
                    self.g_nonfinite_in_a_row.numpy().item())
+
+    def nonfinite_in_a_row_tensor(self):
+        """`nonfinite_in_a_row` as an int64 tensor (inside a tf.function)."""
+        return tf.maximum(self.d_nonfinite_in_a_row, self.g_nonfinite_in_a_row)
 
 
 def read_state(checkpoint_path):

@@ -9,7 +9,9 @@ returns them with the number of non-finite entries; outside the replicas the cou
 and a `tf.cond` runs the second `strategy.run`, which applies the gradients (Keras sums them over
 the replicas), only when every replica's gradients are finite. Each replica's loss is its share of
 the global-batch mean, so the summed gradient is the gradient of the global mean. Randomness
-comes from `rng.RandomStreams`, keyed by the step counters of the TrainingState.
+comes from `rng.RandomStreams`, keyed by the step counters of the TrainingState, which the
+steps advance in their graph. `train_steps` runs several minibatches in one tf.function call
+(a `tf.while_loop` over the same step bodies), `d_step` / `g_step` one step per call.
 """
 
 import collections
@@ -107,6 +109,7 @@ class GanTrainer:
         self.random = rng.RandomStreams(cfg.seed, self.num_replicas)
         self.trace_counts = collections.Counter()
         self._step_fns = {}
+        self._stat_tags = {}  # (resolution, minibatch) -> tags of train_steps' stats
         if init is not None:
             g_kwargs, d_kwargs = init.network_kwargs()
         else:
@@ -332,51 +335,133 @@ class GanTrainer:
                                               jit_compile=jit_compile)
         return self._step_fns[key]
 
-    def _make_d_step(self, resolution, minibatch):
+    def _d_body(self, resolution, minibatch):
+        """One discriminator step for a graph (cross-replica context): `step(reals, labels,
+        ema_beta)` computes every replica's gradients, applies their sum when all are finite,
+        then the EMA; the loss scale and the TrainingState (D steps, images shown, data
+        position, skipped steps) advance. It returns (stats, applied). With --xla it is a
+        jit-compiled tf.function."""
         variables = self._d_vars(resolution)
 
-        def d_step(reals, labels, counter, ema_beta):
-            self.trace_counts[("d_step", resolution)] += 1
+        def d_body(reals, labels, ema_beta):
             grads, stats, count = self.strategy.run(
-                self._d_replica, args=(reals, labels, counter),
+                self._d_replica, args=(reals, labels, self.state.d_steps.read_value()),
                 kwargs=dict(resolution=resolution, minibatch=minibatch))
             applied = self._apply_if_finite(self.d_optimizer, variables, grads, count,
                                             after=lambda: self._update_ema(ema_beta))
             self.loss_scale.update(self.state.d_loss_scale_log2, applied)
-            return self._absorb_generator_stats(self._reduce(stats)), applied
+            stats = self._absorb_generator_stats(self._reduce(stats))
+            self.state.advance(minibatch)
+            self.state.record_step("d", applied)
+            return stats, applied
+
+        return self._step_fn("d_body", resolution, minibatch, lambda *_: d_body,
+                             True) if self.cfg.xla else d_body
+
+    def _g_body(self, resolution, minibatch):
+        """One generator step for a graph, as `_d_body`: `step()` returns (stats, applied)."""
+        variables = self._g_vars(resolution)
+
+        def g_body():
+            grads, stats, count = self.strategy.run(
+                self._g_replica, args=(self.state.g_steps.read_value(),),
+                kwargs=dict(resolution=resolution, minibatch=minibatch))
+            applied = self._apply_if_finite(self.g_optimizer, variables, grads, count)
+            self.loss_scale.update(self.state.g_loss_scale_log2, applied)
+            stats = self._absorb_generator_stats(self._reduce(stats))
+            self.state.record_step("g", applied)
+            return stats, applied
+
+        return self._step_fn("g_body", resolution, minibatch, lambda *_: g_body,
+                             True) if self.cfg.xla else g_body
+
+    def _make_d_step(self, resolution, minibatch):
+        body = self._d_body(resolution, minibatch)
+
+        def d_step(reals, labels, ema_beta):
+            self.trace_counts[("d_step", resolution)] += 1
+            return body(reals, labels, ema_beta)
 
         return d_step
 
     def _make_g_step(self, resolution, minibatch):
-        variables = self._g_vars(resolution)
+        body = self._g_body(resolution, minibatch)
 
-        def g_step(counter):
+        def g_step():
             self.trace_counts[("g_step", resolution)] += 1
-            grads, stats, count = self.strategy.run(
-                self._g_replica, args=(counter,),
-                kwargs=dict(resolution=resolution, minibatch=minibatch))
-            applied = self._apply_if_finite(self.g_optimizer, variables, grads, count)
-            self.loss_scale.update(self.state.g_loss_scale_log2, applied)
-            return self._absorb_generator_stats(self._reduce(stats)), applied
+            return body()
 
         return g_step
 
     def d_step(self, batch, resolution, minibatch, ema_beta):
-        """One discriminator step (+ EMA) on a distributed batch (reals, labels).
-        Returns (stats: {tag: scalar}, applied: bool tensor). Advances the D step counter."""
+        """One discriminator step (+ EMA) on a distributed batch (reals, labels), one call.
+        Returns (stats: {tag: scalar}, applied: bool tensor). Advances the TrainingState."""
         reals, labels = batch
-        step = self._step_fn("d", resolution, minibatch, self._make_d_step, self.cfg.xla or None)
-        out = step(reals, labels, self.state.d_steps.read_value(),
-                   tf.constant(ema_beta, tf.float32))
-        self.state.d_steps.assign_add(1)
-        return out
+        step = self._step_fn("d", resolution, minibatch, self._make_d_step)
+        return step(reals, labels, tf.constant(ema_beta, tf.float32))
 
     def g_step(self, resolution, minibatch):
-        """One generator step. Returns (stats, applied). Advances the G step counter."""
-        step = self._step_fn("g", resolution, minibatch, self._make_g_step, self.cfg.xla or None)
-        out = step(self.state.g_steps.read_value())
-        self.state.g_steps.assign_add(1)
-        return out
+        """One generator step. Returns (stats, applied). Advances the TrainingState."""
+        return self._step_fn("g", resolution, minibatch, self._make_g_step)()
+
+    def _make_train_steps(self, resolution, minibatch):
+        d_body = self._d_body(resolution, minibatch)
+        g_body = self._g_body(resolution, minibatch)
+        tags = self._stat_tags[(resolution, minibatch)] = []
+
+        def one_minibatch(iterator, ema_beta):
+            """d_repeats D steps on batches of `iterator`, then one G step; their stats as one
+            vector (the tags of its entries go to `tags` when traced)."""
+            named = []
+            for _ in range(self.cfg.d_repeats):
+                reals, labels = next(iterator)
+                stats, _ = d_body(reals, labels, ema_beta)
+                named.extend(sorted(stats.items()))
+            stats, _ = g_body()
+            named.extend(sorted(stats.items()))
+            tags[:] = [tag for tag, _ in named]
+            return tf.stack([tf.cast(value, tf.float32) for _, value in named])
+
+        def train_steps(iterator, ema_beta, steps, limit):
+            self.trace_counts[("train_steps", resolution)] += 1
+
+            def more(done, sums):
+                # The first minibatch always runs: a run resumed after it stopped at the limit
+                # (new data, a lower learning rate) gets its chance, as before.
+                del sums
+                below_limit = self.state.nonfinite_in_a_row_tensor() < limit
+                return tf.logical_and(done < steps, tf.logical_or(done == 0, below_limit))
+
+            def step(done, sums):
+                values = one_minibatch(iterator, ema_beta)
+                # sums starts empty: padding it to the stats' length makes the first sum the
+                # first minibatch's stats (their number is known only once this is traced).
+                return done + 1, values + tf.pad(sums, [[0, tf.size(values) - tf.size(sums)]])
+
+            return tf.while_loop(more, step, (tf.constant(0), tf.zeros([0])),
+                                 shape_invariants=(tf.TensorShape([]), tf.TensorShape([None])))
+
+        return train_steps
+
+    def train_steps(self, batches, resolution, minibatch, ema_beta, steps, nonfinite_limit):
+        """Up to `steps` minibatches (each `d_repeats` D steps on batches of the distributed
+        iterator `batches`, then one G step) in one tf.function call, so that the dispatch of a
+        call is paid once (Keras' steps_per_execution). The math is that of as many `d_step` /
+        `g_step` calls: the same counters key the random streams, every step is applied only
+        when all replicas' gradients are finite, the EMA and loss scale follow each step. After
+        its first minibatch the loop ends early once `nonfinite_limit` steps in a row were
+        skipped.
+
+        Returns ({tag: (sum over the steps, number of values)}, minibatches run)."""
+        fn = self._step_fn("train_steps", resolution, minibatch, self._make_train_steps)
+        done, sums = fn(batches, tf.constant(ema_beta, tf.float32), tf.constant(steps, tf.int32),
+                        tf.constant(nonfinite_limit, tf.int64))
+        done, sums = int(done), sums.numpy()
+        stats = {}
+        for tag, value in zip(self._stat_tags[(resolution, minibatch)] if done else (), sums):
+            total, count = stats.get(tag, (0.0, 0))
+            stats[tag] = (total + float(value), count + done)
+        return stats, done
 
     # -- inspection (tests, debugging) ---------------------------------------------------------
 
