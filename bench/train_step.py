@@ -47,7 +47,13 @@ primitive (convolution, reorder, gemm) with its time with
     ONEDNN_VERBOSE=profile_exec python bench/train_step.py --resolution 16 --iterations 1 \
         --fmap_max 64 2>&1 | grep onednn_verbose
 
-(on a CPU without AVX-512 TensorFlow's oneDNN path runs only the matmuls: gemm lines alone)
+(with TF_ENABLE_ONEDNN_OPTS=0 only the matmuls go through oneDNN: gemm lines alone). Importing
+progan_tf turns oneDNN on unless the environment sets TF_ENABLE_ONEDNN_OPTS (TensorFlow itself
+enables it only on CPUs with AVX-512 VNNI/BF16 or AMX); the oneDNN line printed says which.
+
+--inter_op_threads 1 runs one TensorFlow op at a time, so that a profile's per-op times add up
+to the iteration (with the default, ops running side by side share the cores and each one's
+time includes waiting for the other).
 """
 
 import argparse

@@ -1,0 +1,80 @@
+"""Benchmark: what this CPU's TensorFlow convolutions alone reach (not a test).
+
+A 3x3 'same' convolution's three kernels (forward, input gradient, weight gradient), each timed
+alone on random tensors, in float32 (and bfloat16 on request), at the shapes that dominate a ProGAN
+iteration: the ceiling that `bench/train_step.py`'s GFLOP/s compares with.
+
+    python bench/conv_ceiling.py                           # 512 ch at 16x16 ... 64 at 128x128
+    python bench/conv_ceiling.py --dtypes float32,bfloat16
+    TF_ENABLE_ONEDNN_OPTS=0 python bench/conv_ceiling.py   # TensorFlow's own (Eigen) kernels
+
+Prints ms and GFLOP/s per kernel, shape and dtype, and the three together (a multiply-add is
+2 FLOPs; median of --repeats timed runs after a warm-up).
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import progan_tf  # noqa: E402,F401  (before TensorFlow: oneDNN on unless the environment says)
+
+# (resolution, channels in = out): the paper's widths at 16, 32, 64 and 128.
+SHAPES = ((16, 512), (32, 256), (64, 128), (128, 64))
+
+
+def kernels(tf, batch, resolution, channels):
+    """{name: tf.function of no arguments} of the three kernels of one convolution."""
+    strides, sizes = [1, 1, 1, 1], [batch, resolution, resolution, channels]
+    return {
+        "forward": lambda x, w, dy: tf.nn.conv2d(x, w, 1, "SAME"),
+        "input gradient": lambda x, w, dy: tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=sizes, filter=w, out_backprop=dy, strides=strides, padding="SAME"),
+        "weight gradient": lambda x, w, dy: tf.raw_ops.Conv2DBackpropFilter(
+            input=x, filter_sizes=[3, 3, channels, channels], out_backprop=dy, strides=strides,
+            padding="SAME"),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--dtypes", default="float32",
+                        help="comma-separated, e.g. float32,bfloat16")
+    args = parser.parse_args(argv)
+    import tensorflow as tf
+    from tensorflow.python.util import _pywrap_util_port
+    print(f"oneDNN {'on' if _pywrap_util_port.IsMklEnabled() else 'off'} "
+          f"(TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}), "
+          f"TensorFlow {tf.__version__}, batch {args.batch}")
+    for resolution, channels in SHAPES:
+        flops = 2 * args.batch * resolution * resolution * 9 * channels * channels
+        for dtype in args.dtypes.split(","):
+            shape = [args.batch, resolution, resolution, channels]
+            x, dy = tf.random.normal(shape, dtype=dtype), tf.random.normal(shape, dtype=dtype)
+            w = tf.random.normal([3, 3, channels, channels], dtype=dtype)
+            total = 0.0
+            for name, kernel in kernels(tf, args.batch, resolution, channels).items():
+                fn = tf.function(kernel)
+                fn(x, w, dy).numpy()
+                times = []
+                for _ in range(args.repeats):
+                    start = time.perf_counter()
+                    fn(x, w, dy).numpy()
+                    times.append(time.perf_counter() - start)
+                seconds = statistics.median(times)
+                total += seconds
+                print(f"  {channels}->{channels} at {resolution}x{resolution} {dtype:9s} "
+                      f"{name:16s} {seconds * 1000:8.1f} ms  {flops / seconds / 1e9:7.1f} GFLOP/s",
+                      flush=True)
+            print(f"  {channels}->{channels} at {resolution}x{resolution} {dtype:9s} "
+                  f"{'all three':16s} {total * 1000:8.1f} ms  {3 * flops / total / 1e9:7.1f} "
+                  f"GFLOP/s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
