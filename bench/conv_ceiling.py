@@ -21,6 +21,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import progan_tf  # noqa: E402,F401  (before TensorFlow: oneDNN on unless the environment says)
+from progan_tf.training.precision import onednn_setting  # noqa: E402  (imports no TensorFlow)
 
 # (resolution, channels in = out): the paper's widths at 16, 32, 64 and 128.
 SHAPES = ((16, 512), (32, 256), (64, 128), (128, 64))
@@ -47,10 +48,7 @@ def main(argv=None):
                         help="comma-separated, e.g. float32,bfloat16")
     args = parser.parse_args(argv)
     import tensorflow as tf
-    from tensorflow.python.util import _pywrap_util_port
-    print(f"oneDNN {'on' if _pywrap_util_port.IsMklEnabled() else 'off'} "
-          f"(TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}), "
-          f"TensorFlow {tf.__version__}, batch {args.batch}")
+    print(f"oneDNN {onednn_setting()}, TensorFlow {tf.__version__}, batch {args.batch}")
     for resolution, channels in SHAPES:
         flops = 2 * args.batch * resolution * resolution * 9 * channels * channels
         for dtype in args.dtypes.split(","):

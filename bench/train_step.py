@@ -68,6 +68,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import progan_tf  # noqa: E402,F401  (before TensorFlow: oneDNN on unless the environment says)
+from progan_tf.training import precision as precision_lib  # noqa: E402  (imports no TensorFlow)
 
 
 def cpu_model():
@@ -82,24 +83,9 @@ def cpu_model():
 
 
 def cpu_flags():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as file:
-            for line in file:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    except OSError:
-        pass
-    return []
-
-
-def onednn_setting():
-    """TF_ENABLE_ONEDNN_OPTS and whether TensorFlow's oneDNN kernels are in use (call after
-    importing TensorFlow)."""
-    from tensorflow.python.util import _pywrap_util_port
-    value = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")
-    state = "on" if _pywrap_util_port.IsMklEnabled() else "off"
-    return f"{state} (TF_ENABLE_ONEDNN_OPTS={value})"
+    """The AVX-related /proc/cpuinfo flags this CPU has (empty where they cannot be read)."""
+    flags = precision_lib.read_cpu_flags() or set()
+    return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
 
 
 # Configuration name -> (replicas, xla, --precision); "replicas" uses --replicas.
@@ -265,7 +251,7 @@ def measure(args, replicas, xla, precision, name):
         return (time.perf_counter() - start) / args.steps_per_call
 
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs; {', '.join(cpu_flags())})")
-    print(f"oneDNN: {onednn_setting()}")
+    print(f"oneDNN: {precision_lib.onednn_setting()}")
     print(f"TensorFlow {tf.__version__}, strategy {type(strategy).__name__} x"
           f"{strategy.num_replicas_in_sync}, xla {xla}, precision {precision}, "
           f"{args.steps_per_call} minibatch(es) per call, inter-op threads "

@@ -4,8 +4,9 @@ steps, bad data, a lost worker), in that order below; then a write that fails (a
 the run directory's lock (`claim_run_dir`), held for the run's lifetime.
 
 An iteration is `minibatch_repeats` times (`d_repeats` D steps, then one G step) at one schedule
-phase, run `steps_per_call` minibatches per tf.function call (GanTrainer.train_steps); the phase (lod, fade-in alpha, minibatch, learning rates) is re-evaluated from the images
-shown before each iteration. Every counter lives in the TrainingState, which the checkpoint saves.
+phase, `steps_per_call` minibatches per tf.function call (GanTrainer.train_steps); the phase
+(lod, fade-in alpha, minibatch, learning rates) is re-evaluated from the images shown before
+each iteration. Every counter lives in the TrainingState, which the checkpoint saves.
 """
 
 import collections

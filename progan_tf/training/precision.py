@@ -3,6 +3,8 @@ scaling runs, and the one warning line when bfloat16 would be slow on this machi
 
 import os
 
+from progan_tf import ONEDNN_VARIABLE
+
 # --precision -> Keras dtype policy of G, D and the EMA generator. The mixed policies keep the
 # variables (the master weights, the optimizer's slots, the EMA) in float32.
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -36,8 +38,16 @@ def read_cpu_flags(path=CPUINFO):
 
 def onednn_switched_off(environ=None):
     """True when TF_ENABLE_ONEDNN_OPTS turns oneDNN off ("0" or "false", as TensorFlow reads it)."""
-    value = (os.environ if environ is None else environ).get("TF_ENABLE_ONEDNN_OPTS")
+    value = (os.environ if environ is None else environ).get(ONEDNN_VARIABLE)
     return value is not None and value.strip().lower() in ("0", "false")
+
+
+def onednn_setting():
+    """"on (TF_ENABLE_ONEDNN_OPTS=...)" or "off (...)": whether TensorFlow's oneDNN kernels
+    are in use in this process, and the variable that chose it (imports TensorFlow)."""
+    from tensorflow.python.util import _pywrap_util_port
+    state = "on" if _pywrap_util_port.IsMklEnabled() else "off"
+    return f"{state} ({ONEDNN_VARIABLE}={os.environ.get(ONEDNN_VARIABLE, 'unset')})"
 
 
 def bfloat16_warning(precision, on_accelerator, environ=None):

@@ -335,6 +335,13 @@ class GanTrainer:
                                               jit_compile=jit_compile)
         return self._step_fns[key]
 
+    def _compiled(self, kind, resolution, minibatch, body):
+        """`body` itself, or with --xla its jit-compiled tf.function (one per kind, resolution
+        and minibatch), which the one-step and several-step functions both call."""
+        if not self.cfg.xla:
+            return body
+        return self._step_fn(kind, resolution, minibatch, lambda *_: body, jit_compile=True)
+
     def _d_body(self, resolution, minibatch):
         """One discriminator step for a graph (cross-replica context): `step(reals, labels,
         ema_beta)` computes every replica's gradients, applies their sum when all are finite,
@@ -355,8 +362,7 @@ class GanTrainer:
             self.state.record_step("d", applied)
             return stats, applied
 
-        return self._step_fn("d_body", resolution, minibatch, lambda *_: d_body,
-                             True) if self.cfg.xla else d_body
+        return self._compiled("d_body", resolution, minibatch, d_body)
 
     def _g_body(self, resolution, minibatch):
         """One generator step for a graph, as `_d_body`: `step()` returns (stats, applied)."""
@@ -372,8 +378,7 @@ class GanTrainer:
             self.state.record_step("g", applied)
             return stats, applied
 
-        return self._step_fn("g_body", resolution, minibatch, lambda *_: g_body,
-                             True) if self.cfg.xla else g_body
+        return self._compiled("g_body", resolution, minibatch, g_body)
 
     def _make_d_step(self, resolution, minibatch):
         body = self._d_body(resolution, minibatch)
