@@ -121,6 +121,9 @@ def parse_args(argv=None):
     parser.add_argument("--steps_per_call", type=int, default=1,
                         help="minibatches per tf.function call (GanTrainer.train_steps); 1 = "
                              "one d_step and one g_step call per minibatch")
+    parser.add_argument("--conv_gradients", default="auto", choices=["auto", "gemm", "native"],
+                        help="the training flag: how the 3x3 convolutions' gradients are "
+                             "computed (auto = gemm on CPUs)")
     parser.add_argument("--channels", type=int, default=3, help="image channels")
     parser.add_argument("--threads", type=int, default=0,
                         help="intra-op threads (0 = TensorFlow's default, all cores)")
@@ -223,6 +226,7 @@ def measure(args, replicas, xla, precision, name):
                              fmap_max=args.fmap_max, minibatch_base=args.batch, minibatch_dict={},
                              lrate_dict={}, xla=xla, precision=precision,
                              architecture=args.architecture,
+                             conv_gradients=args.conv_gradients,
                              loss="wgan_gp", style_mixing_prob=args.style_mixing_prob,
                              strategy="mirrored" if replicas > 1 else "one_device")
     strategy = make_strategy(cfg.strategy)
@@ -254,7 +258,8 @@ def measure(args, replicas, xla, precision, name):
     print(f"oneDNN: {precision_lib.onednn_setting()}")
     print(f"TensorFlow {tf.__version__}, strategy {type(strategy).__name__} x"
           f"{strategy.num_replicas_in_sync}, xla {xla}, precision {precision}, "
-          f"{args.steps_per_call} minibatch(es) per call, inter-op threads "
+          f"{args.steps_per_call} minibatch(es) per call, convolution gradients "
+          f"{gan.conv_gradients}, inter-op threads "
           f"{tf.config.threading.get_inter_op_parallelism_threads() or 'default'}, intra-op "
           f"threads {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}")
     warning = precision_lib.bfloat16_warning(

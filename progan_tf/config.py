@@ -14,6 +14,7 @@ from data_tools.sources.embedded import DIRECTORY_NAME as EMBEDDED_DATA_NAME
 # The registries import TensorFlow (networks, losses): so does this module, and `--help`.
 from progan_tf import architectures
 from progan_tf import losses
+from progan_tf.layers import conv as conv_lib
 from progan_tf import schedule as schedule_lib
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
@@ -268,6 +269,12 @@ class TrainConfig:
         False, "Alias of --precision=float16 (for older flag files); flags.json records it as "
         "--precision=float16.")
     xla: bool = _option(False, "jit-compile the training steps (one_device only).")
+    conv_gradients: str = _option(
+        "auto", "How the 3x3 convolutions' gradients are computed in training: gemm (a "
+        "forward convolution for the input gradient, im2col and one matrix product for the "
+        "weight gradient; 1.5-2x faster weight gradients on CPUs), native (TensorFlow's "
+        "Conv2DBackprop kernels; cuDNN on GPUs); auto = gemm when every device is a CPU. "
+        "The same function up to float rounding.", choices=conv_lib.CONV_GRADIENTS)
     seed: int = _option(1000, "Seed of weights, latents, penalties and the order of the reals.")
     max_nonfinite_steps: int = _option(
         50, "Stop after this many consecutive steps with non-finite gradients.",

@@ -45,6 +45,32 @@ def test_two_replicas_give_the_losses_and_summed_gradients_of_one_device(loss, u
     np.testing.assert_allclose(g_stats_2["Loss/G"], g_stats_1["Loss/G"], rtol=1e-5)
 
 
+def test_gemm_convolution_gradients_give_tensorflows_gradients_of_a_penalised_step():
+    cfg = tiny_config(loss="wgan_gp")
+    source = InMemorySource(tiny_images())
+    gemm = GanTrainer(cfg, one_device(), 16, 1)
+    native = GanTrainer(tiny_config(loss="wgan_gp", conv_gradients="native"), one_device(), 16, 1)
+    assert (gemm.conv_gradients, native.conv_gradients) == ("gemm", "native")  # auto on CPU
+    copy_networks(gemm, native)
+    phase = cfg.build_schedule(16).at(0.056)  # fading in 16x16
+    for gan in (gemm, native):
+        gan.apply_phase(phase)
+    for kind in ("d", "g"):
+        if kind == "d":
+            (grads_1, stats_1), (grads_2, stats_2) = (
+                gan.d_gradients(first_batch(gan, source, 16), 16, BATCH) for gan in (gemm, native))
+        else:
+            (grads_1, stats_1), (grads_2, stats_2) = (
+                gan.g_gradients(16, BATCH) for gan in (gemm, native))
+        for path, grad in grads_2.items():
+            scale = max(float(np.abs(grad).max()), 1e-6)
+            np.testing.assert_allclose(np.asarray(grads_1[path]) / scale, np.asarray(grad) / scale,
+                                       atol=1e-5, err_msg=path)
+        for tag, value in stats_2.items():
+            np.testing.assert_allclose(stats_1[tag], value, rtol=1e-5, atol=1e-6, err_msg=tag)
+    assert float(stats_2["Loss/G"]) != 0.0
+
+
 def test_ema_generator_starts_as_the_generator_and_moves_toward_it_with_each_d_step():
     cfg = tiny_config()
     source = InMemorySource(tiny_images())

@@ -7,6 +7,7 @@ import keras
 from keras import ops
 
 from progan_tf.layers.common import SQRT2, check_positive, register
+from progan_tf.layers.conv import same_conv
 from progan_tf.layers.resampling import upsample2d
 
 
@@ -112,7 +113,7 @@ class WeightScaledConv2D(_WeightScaled):
                                   self.filters)
 
     def call(self, x):
-        return self._add_bias(ops.conv(x, self._scaled_kernel(), strides=1, padding="same"))
+        return self._add_bias(same_conv(x, self._scaled_kernel()))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.filters)
@@ -177,7 +178,7 @@ class UpsampleConv2D(_WeightScaled):
     def call(self, x):
         kernel = self._scaled_kernel()
         if not self.fused:
-            return self._add_bias(ops.conv(upsample2d(x), kernel, strides=1, padding="same"))
+            return self._add_bias(same_conv(upsample2d(x), kernel))
         kernel = ops.flip(ops.flip(kernel, axis=0), axis=1)
         kernel = ops.pad(kernel, ((1, 1), (1, 1), (0, 0), (0, 0)))
         kernel = kernel[1:, 1:] + kernel[:-1, 1:] + kernel[1:, :-1] + kernel[:-1, :-1]

@@ -25,6 +25,7 @@ from progan_tf import data
 from progan_tf import layers
 from progan_tf import losses
 from progan_tf import schedule as schedule_lib
+from progan_tf.layers import conv as conv_lib
 from progan_tf.training import distribute
 from progan_tf.training import init_from as init_from_lib
 from progan_tf.training import precision as precision_lib
@@ -107,6 +108,8 @@ class GanTrainer:
         self.loss = losses.LOSSES[cfg.loss]
         self.loss_scale = LossScale(precision_lib.loss_scaling(cfg.precision))
         self.random = rng.RandomStreams(cfg.seed, self.num_replicas)
+        self.conv_gradients = conv_lib.resolve(cfg.conv_gradients,
+                                               strategy.extended.worker_devices)
         self.trace_counts = collections.Counter()
         self._step_fns = {}
         self._stat_tags = {}  # (resolution, minibatch) -> tags of train_steps' stats
@@ -231,8 +234,19 @@ class GanTrainer:
             stats[MIXING_CUTOFF] = tf.cast(extras["mixing_cutoff"], tf.float32) / self.num_replicas
         return images, stats
 
-    def _d_replica(self, reals, labels, counter, resolution, minibatch):
-        """Per-replica D loss and gradients: (grads, stats of global-batch means, non-finite)."""
+    def _d_replica(self, *args, **kwargs):
+        """Per-replica D loss and gradients: (grads, stats of global-batch means, non-finite).
+        The convolutions differentiate as --conv_gradients says (entered here: a replica may
+        be traced in a thread of its own)."""
+        with conv_lib.gemm_gradients(self.conv_gradients == "gemm"):
+            return self._d_replica_loss(*args, **kwargs)
+
+    def _g_replica(self, *args, **kwargs):
+        """Per-replica G loss and gradients, as `_d_replica`."""
+        with conv_lib.gemm_gradients(self.conv_gradients == "gemm"):
+            return self._g_replica_loss(*args, **kwargs)
+
+    def _d_replica_loss(self, reals, labels, counter, resolution, minibatch):
         d_model = self.discriminator.model_for(resolution)
         d_vars = self._d_vars(resolution)
         reals = data.crossfade_reals(tf.cast(reals, tf.float32), self.discriminator.fade_alpha)
@@ -264,7 +278,7 @@ class GanTrainer:
         stats.update(generator_stats)
         return grads, stats, count_nonfinite(grads)
 
-    def _g_replica(self, counter, resolution, minibatch):
+    def _g_replica_loss(self, counter, resolution, minibatch):
         d_model = self.discriminator.model_for(resolution)
         g_vars = self._g_vars(resolution)
         latents = self.random.latents(counter, rng.G_LATENTS, minibatch, self.latent_size)

@@ -1,0 +1,107 @@
+"""The stride-1 'same' convolution of the equalized layers, with its gradients as a forward
+convolution and one matrix product (`gemm_gradients`), the fast way on CPUs.
+
+On x86 CPUs oneDNN's weight-gradient kernel (TensorFlow's Conv2DBackpropFilter) runs at a half to
+a third of its forward kernel's rate (`bench/conv_ceiling.py`), and a WGAN-GP iteration spends a
+third of its convolution FLOPs there. Inside `gemm_gradients()` the convolution's gradients are
+written with operations that are fast on CPU and differentiable again, so the gradient penalty's
+second backward pass uses them too:
+
+    y = conv(x, w)          [N, H, W, I] * [k, k, I, O] -> [N, H, W, O], k odd, 'same'
+    dL/dx = conv(dy, w')    w' = w rotated by 180 degrees with I and O swapped: the same
+                            convolution, so its own gradients are again these two
+    dL/dw = im2col(x)^T dy  the k*k shifted copies of the zero-padded x side by side,
+                            [N*H*W, k*k*I]^T [N*H*W, O] -> [k*k*I, O], one GEMM
+
+The values are those of TensorFlow's gradients up to float rounding (the sums run in another
+order). The shifted copies take k*k times the input's memory, so the product runs over bands of
+rows of at most `IM2COL_BYTES`. On GPUs cuDNN's own kernels are the fast ones: the trainer uses
+this mode only when its devices are CPUs (`--conv_gradients`).
+"""
+
+import contextlib
+import contextvars
+
+from keras import ops
+
+CONV_GRADIENTS = ("auto", "gemm", "native")
+IM2COL_BYTES = 256 * 2**20  # largest im2col band (bytes) of one weight gradient
+
+_gemm = contextvars.ContextVar("progan_tf_gemm_gradients", default=False)
+
+
+@contextlib.contextmanager
+def gemm_gradients(enabled=True):
+    """Convolutions built (traced) inside this context, in this thread, differentiate as the
+    module docstring says; elsewhere they are TensorFlow's own."""
+    token = _gemm.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _gemm.reset(token)
+
+
+def resolve(mode, device_names):
+    """'gemm' or 'native' for --conv_gradients `mode` ('auto': gemm when every device in
+    `device_names` is a CPU)."""
+    if mode not in CONV_GRADIENTS:
+        raise ValueError(f"--conv_gradients must be one of {', '.join(CONV_GRADIENTS)}, "
+                         f"got {mode!r}")
+    if mode != "auto":
+        return mode
+    on_cpu = all(":CPU:" in name.upper() for name in device_names)
+    return "gemm" if on_cpu else "native"
+
+
+def same_conv(x, kernel):
+    """Stride-1 'same' convolution of NHWC `x` with the HWIO `kernel` (odd square)."""
+    if _gemm.get():
+        return _conv_gemm(x, kernel)
+    return ops.conv(x, kernel, strides=1, padding="same")
+
+
+def _tf():
+    import tensorflow as tf  # the layers import keras only; this mode is TensorFlow's
+    return tf
+
+
+def _conv_gemm(x, kernel):
+    tf = _tf()
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        def grad(dy):
+            return _conv_gemm(dy, rotate_kernel(kernel)), kernel_gradient(x, dy, kernel.shape)
+        return tf.nn.conv2d(x, kernel, 1, "SAME"), grad
+
+    return conv(x, kernel)
+
+
+def rotate_kernel(kernel):
+    """The kernel of a 'same' convolution's input gradient: HWIO `kernel` rotated by 180
+    degrees, input and output channels swapped."""
+    return ops.transpose(ops.flip(ops.flip(kernel, axis=0), axis=1), (0, 1, 3, 2))
+
+
+def kernel_gradient(x, dy, kernel_shape):
+    """dL/dkernel of a stride-1 'same' convolution from its input `x` [N, H, W, I] and output
+    gradient `dy` [N, H, W, O]: im2col(x)^T dy, summed over bands of rows."""
+    tf = _tf()
+    k, _, channels_in, channels_out = (int(d) for d in kernel_shape)
+    pad = k // 2
+    height, width = x.shape[1], x.shape[2]
+    if height is None or width is None:
+        raise ValueError(f"gemm gradients need static spatial sizes, got input shape {x.shape}")
+    padded = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    batch = x.shape[0] or 16
+    row_bytes = batch * width * k * k * channels_in * x.dtype.size
+    rows = max(1, min(height, IM2COL_BYTES // max(row_bytes, 1)))
+    total = None
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        columns = tf.concat([padded[:, top + i:bottom + i, j:j + width, :]
+                             for i in range(k) for j in range(k)], axis=-1)
+        part = tf.matmul(tf.reshape(columns, [-1, k * k * channels_in]),
+                         tf.reshape(dy[:, top:bottom], [-1, channels_out]), transpose_a=True)
+        total = part if total is None else total + part
+    return tf.reshape(total, [k, k, channels_in, channels_out])

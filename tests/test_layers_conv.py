@@ -1,0 +1,160 @@
+"""Tests for progan_tf.layers.conv: the GEMM-gradient convolution against NumPy and against
+TensorFlow's own gradients (first and second order), the kernels it leaves out of the graph,
+its banded weight gradient, and --conv_gradients' resolution."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from progan_tf import layers
+from progan_tf.layers import conv
+
+
+def normal(*shape, seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+def numpy_kernel_gradient(x, dy, k):
+    """dL/dW[i, j] = sum over n, h, w of padded x[n, h + i, w + j, :] outer dy[n, h, w, :]."""
+    pad = k // 2
+    _, h, w, _ = x.shape
+    padded = np.pad(x.astype("float64"), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    return np.stack([np.stack([np.einsum("nhwc,nhwd->cd", padded[:, i:i + h, j:j + w], dy)
+                               for j in range(k)]) for i in range(k)])
+
+
+def numpy_input_gradient(dy, kernel):
+    """dL/dx[n, p, q, c] = sum over i, j, d of dy[n, p - i + pad, q - j + pad, d] W[i, j, c, d]."""
+    k = kernel.shape[0]
+    pad = k // 2
+    n, h, w, _ = dy.shape
+    padded = np.pad(dy.astype("float64"), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    out = np.zeros((n, h, w, kernel.shape[2]))
+    for i in range(k):
+        for j in range(k):
+            shifted = padded[:, 2 * pad - i:2 * pad - i + h, 2 * pad - j:2 * pad - j + w]
+            out += np.einsum("nhwd,cd->nhwc", shifted, kernel[i, j])
+    return out
+
+
+def first_gradients(x, kernel, dy, gemm):
+    with conv.gemm_gradients(gemm):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            y = conv.same_conv(x, kernel)
+        return y, *tape.gradient(y, [x, kernel], output_gradients=dy)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_gemm_gradients_match_numpy_and_tensorflow(k):
+    x, dy = tf.constant(normal(2, 6, 7, 4, seed=1)), tf.constant(normal(2, 6, 7, 5, seed=2))
+    kernel = tf.constant(normal(k, k, 4, 5, seed=3))
+    y, dx, dw = first_gradients(x, kernel, dy, gemm=True)
+    y_tf, dx_tf, dw_tf = first_gradients(x, kernel, dy, gemm=False)
+    np.testing.assert_array_equal(y.numpy(), y_tf.numpy())  # the forward op is the same
+    np.testing.assert_allclose(dw.numpy(), numpy_kernel_gradient(x.numpy(), dy.numpy(), k),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dx.numpy(), numpy_input_gradient(dy.numpy(), kernel.numpy()),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dw.numpy(), dw_tf.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx.numpy(), dx_tf.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_rotated_kernel_is_the_input_gradients_kernel():
+    kernel = normal(3, 3, 2, 4)
+    rotated = conv.rotate_kernel(kernel).numpy()
+    assert rotated.shape == (3, 3, 4, 2)
+    for i in range(3):
+        for j in range(3):
+            np.testing.assert_array_equal(rotated[i, j], kernel[2 - i, 2 - j].T)
+
+
+def test_kernel_gradient_in_bands_of_rows_equals_one_product(monkeypatch):
+    x, dy = tf.constant(normal(3, 9, 5, 4, seed=4)), tf.constant(normal(3, 9, 5, 6, seed=5))
+    whole = conv.kernel_gradient(x, dy, (3, 3, 4, 6)).numpy()
+    row_bytes = 3 * 5 * 9 * 4 * 4
+    monkeypatch.setattr(conv, "IM2COL_BYTES", 2 * row_bytes)  # bands of 2 rows: 2+2+2+2+1
+    banded = conv.kernel_gradient(x, dy, (3, 3, 4, 6)).numpy()
+    np.testing.assert_allclose(banded, whole, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(banded, numpy_kernel_gradient(x.numpy(), dy.numpy(), 3),
+                               rtol=1e-4, atol=1e-4)
+
+
+def penalty_and_gradients(gemm):
+    """A two-layer critic's WGAN-GP-like loss and its weight gradients (the penalty's second
+    backward pass runs through the convolutions' gradients), in one tf.function."""
+    x = tf.constant(normal(4, 8, 8, 3, seed=6))
+    w1 = tf.Variable(normal(3, 3, 3, 6, seed=7) * 0.3)
+    w2 = tf.Variable(normal(3, 3, 6, 2, seed=8) * 0.3)
+
+    @tf.function
+    def run():
+        with conv.gemm_gradients(gemm):
+            with tf.GradientTape() as outer:
+                with tf.GradientTape() as inner:
+                    inner.watch(x)
+                    y = conv.same_conv(layers.lrelu(conv.same_conv(x, w1)), w2)
+                    score = tf.reduce_sum(y * tf.cos(y))
+                norm = tf.sqrt(tf.reduce_sum(tf.square(inner.gradient(score, x))) + 1e-8)
+                loss = score + 10.0 * tf.square(norm - 1.0)
+            return loss, outer.gradient(loss, [w1, w2])
+
+    return run
+
+
+def test_second_order_gradients_equal_tensorflows_own():
+    loss, grads = penalty_and_gradients(gemm=True)()
+    loss_tf, grads_tf = penalty_and_gradients(gemm=False)()
+    np.testing.assert_allclose(loss.numpy(), loss_tf.numpy(), rtol=1e-5)
+    for grad, grad_tf in zip(grads, grads_tf):
+        scale = np.abs(grad_tf.numpy()).max()
+        np.testing.assert_allclose(grad.numpy() / scale, grad_tf.numpy() / scale, atol=1e-5)
+
+
+def op_types(gemm):
+    graph = penalty_and_gradients(gemm).get_concrete_function().graph
+    types = {op.type for op in graph.get_operations()}
+    for function in graph.as_graph_def().library.function:
+        types |= {node.op for node in function.node_def}
+    return types
+
+
+def test_gemm_mode_leaves_no_backprop_kernel_in_the_graph_and_native_mode_does():
+    gemm, native = op_types(gemm=True), op_types(gemm=False)
+    assert "Conv2D" in gemm and "MatMul" in gemm
+    assert not {"Conv2DBackpropFilter", "Conv2DBackpropInput"} & gemm
+    assert {"Conv2DBackpropFilter", "Conv2DBackpropInput"} <= native
+
+
+def test_the_mode_holds_only_inside_the_context():
+    assert not conv._gemm.get()
+    with conv.gemm_gradients():
+        assert conv._gemm.get()
+        with conv.gemm_gradients(False):
+            assert not conv._gemm.get()
+        assert conv._gemm.get()
+    assert not conv._gemm.get()
+
+
+def test_equalized_layers_use_it_in_float16_too():
+    layer = layers.WeightScaledConv2D(4, kernel_size=3, dtype="mixed_float16")
+    x = tf.constant(normal(2, 5, 5, 3, seed=9))
+    results = []
+    for gemm in (True, False):
+        with conv.gemm_gradients(gemm), tf.GradientTape() as tape:
+            y = tf.cast(layer(x), tf.float32)
+            loss = tf.reduce_sum(y * y)
+        results.append(tape.gradient(loss, layer.kernel))
+    assert results[0].dtype == tf.float32  # the float32 master kernel's gradient
+    np.testing.assert_allclose(results[0].numpy(), results[1].numpy(), rtol=1e-2, atol=1e-2)
+
+
+def test_auto_is_gemm_on_cpus_only_and_bad_modes_name_the_flag():
+    cpus = ["/job:localhost/replica:0/task:0/device:CPU:0", "/device:CPU:1"]
+    assert conv.resolve("auto", cpus) == "gemm"
+    assert conv.resolve("auto", cpus[:1] + ["/job:localhost/replica:0/task:0/device:GPU:0"]) \
+        == "native"
+    assert conv.resolve("native", cpus) == "native"
+    assert conv.resolve("gemm", ["/device:GPU:0"]) == "gemm"
+    with pytest.raises(ValueError, match="--conv_gradients"):
+        conv.resolve("fast", cpus)
