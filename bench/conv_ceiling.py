@@ -1,7 +1,9 @@
 """Benchmark: what this CPU's TensorFlow convolutions alone reach (not a test).
 
 A 3x3 'same' convolution's three kernels (forward, input gradient, weight gradient), each timed
-alone on random tensors, in float32 (and bfloat16 on request), at the shapes that dominate a ProGAN
+alone on random tensors, as TensorFlow computes them (native) and as --conv_gradients=gemm does
+(the input gradient a forward convolution with the rotated kernel, the weight gradient im2col and
+one matrix product), in float32 (and bfloat16 on request), at the shapes that dominate a ProGAN
 iteration: the ceiling that `bench/train_step.py`'s GFLOP/s compares with.
 
     python bench/conv_ceiling.py                           # 512 ch at 16x16 ... 64 at 128x128
@@ -28,15 +30,25 @@ SHAPES = ((16, 512), (32, 256), (64, 128), (128, 64))
 
 
 def kernels(tf, batch, resolution, channels):
-    """{name: tf.function of no arguments} of the three kernels of one convolution."""
+    """{mode: {name: function of (x, w, dy)}}: the three kernels of one convolution under
+    TensorFlow's own gradients (native) and under --conv_gradients=gemm."""
+    from progan_tf.layers import conv
     strides, sizes = [1, 1, 1, 1], [batch, resolution, resolution, channels]
+    forward = lambda x, w, dy: tf.nn.conv2d(x, w, 1, "SAME")  # noqa: E731
     return {
-        "forward": lambda x, w, dy: tf.nn.conv2d(x, w, 1, "SAME"),
-        "input gradient": lambda x, w, dy: tf.raw_ops.Conv2DBackpropInput(
-            input_sizes=sizes, filter=w, out_backprop=dy, strides=strides, padding="SAME"),
-        "weight gradient": lambda x, w, dy: tf.raw_ops.Conv2DBackpropFilter(
-            input=x, filter_sizes=[3, 3, channels, channels], out_backprop=dy, strides=strides,
-            padding="SAME"),
+        "native": {
+            "forward": forward,
+            "input gradient": lambda x, w, dy: tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=sizes, filter=w, out_backprop=dy, strides=strides, padding="SAME"),
+            "weight gradient": lambda x, w, dy: tf.raw_ops.Conv2DBackpropFilter(
+                input=x, filter_sizes=[3, 3, channels, channels], out_backprop=dy,
+                strides=strides, padding="SAME"),
+        },
+        "gemm": {
+            "forward": forward,
+            "input gradient": lambda x, w, dy: tf.nn.conv2d(dy, conv.rotate_kernel(w), 1, "SAME"),
+            "weight gradient": lambda x, w, dy: conv.kernel_gradient(x, dy, w.shape),
+        },
     }
 
 
@@ -46,6 +58,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtypes", default="float32",
                         help="comma-separated, e.g. float32,bfloat16")
+    parser.add_argument("--modes", default="native,gemm",
+                        help="comma-separated gradient modes: native (TensorFlow's "
+                             "Conv2DBackprop kernels), gemm (--conv_gradients=gemm)")
     args = parser.parse_args(argv)
     import tensorflow as tf
     print(f"oneDNN {onednn_setting()}, TensorFlow {tf.__version__}, batch {args.batch}")
@@ -55,23 +70,26 @@ def main(argv=None):
             shape = [args.batch, resolution, resolution, channels]
             x, dy = tf.random.normal(shape, dtype=dtype), tf.random.normal(shape, dtype=dtype)
             w = tf.random.normal([3, 3, channels, channels], dtype=dtype)
-            total = 0.0
-            for name, kernel in kernels(tf, args.batch, resolution, channels).items():
-                fn = tf.function(kernel)
-                fn(x, w, dy).numpy()
-                times = []
-                for _ in range(args.repeats):
-                    start = time.perf_counter()
+            for mode, named in kernels(tf, args.batch, resolution, channels).items():
+                if mode not in args.modes.split(","):
+                    continue
+                total = 0.0
+                for name, kernel in named.items():
+                    fn = tf.function(kernel)
                     fn(x, w, dy).numpy()
-                    times.append(time.perf_counter() - start)
-                seconds = statistics.median(times)
-                total += seconds
+                    times = []
+                    for _ in range(args.repeats):
+                        start = time.perf_counter()
+                        fn(x, w, dy).numpy()
+                        times.append(time.perf_counter() - start)
+                    seconds = statistics.median(times)
+                    total += seconds
+                    print(f"  {channels}->{channels} at {resolution}x{resolution} {dtype:9s} "
+                          f"{mode:6s} {name:16s} {seconds * 1000:8.1f} ms  "
+                          f"{flops / seconds / 1e9:7.1f} GFLOP/s", flush=True)
                 print(f"  {channels}->{channels} at {resolution}x{resolution} {dtype:9s} "
-                      f"{name:16s} {seconds * 1000:8.1f} ms  {flops / seconds / 1e9:7.1f} GFLOP/s",
-                      flush=True)
-            print(f"  {channels}->{channels} at {resolution}x{resolution} {dtype:9s} "
-                  f"{'all three':16s} {total * 1000:8.1f} ms  {3 * flops / total / 1e9:7.1f} "
-                  f"GFLOP/s", flush=True)
+                      f"{mode:6s} {'all three':16s} {total * 1000:8.1f} ms  "
+                      f"{3 * flops / total / 1e9:7.1f} GFLOP/s", flush=True)
 
 
 if __name__ == "__main__":

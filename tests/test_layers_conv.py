@@ -45,8 +45,17 @@ def first_gradients(x, kernel, dy, gemm):
         return y, *tape.gradient(y, [x, kernel], output_gradients=dy)
 
 
+@pytest.fixture(params=["shifted products", "im2col"])
+def weight_gradient_path(request, monkeypatch):
+    """Both ways of the weight gradient: k*k products, or one im2col product (in 2 bands)."""
+    if request.param == "im2col":
+        monkeypatch.setattr(conv, "SHIFTED_MAX_CHANNELS", 0)
+        monkeypatch.setattr(conv, "IM2COL_BYTES", 2 * 7 * 25 * 4 * 4 * 3)  # 3 of 6 rows at k=5
+    return request.param
+
+
 @pytest.mark.parametrize("k", [1, 3, 5])
-def test_gemm_gradients_match_numpy_and_tensorflow(k):
+def test_gemm_gradients_match_numpy_and_tensorflow(k, weight_gradient_path):
     x, dy = tf.constant(normal(2, 6, 7, 4, seed=1)), tf.constant(normal(2, 6, 7, 5, seed=2))
     kernel = tf.constant(normal(k, k, 4, 5, seed=3))
     y, dx, dw = first_gradients(x, kernel, dy, gemm=True)
@@ -69,9 +78,13 @@ def test_rotated_kernel_is_the_input_gradients_kernel():
             np.testing.assert_array_equal(rotated[i, j], kernel[2 - i, 2 - j].T)
 
 
-def test_kernel_gradient_in_bands_of_rows_equals_one_product(monkeypatch):
+def test_kernel_gradient_in_bands_of_rows_equals_one_product_and_shifted_products(monkeypatch):
     x, dy = tf.constant(normal(3, 9, 5, 4, seed=4)), tf.constant(normal(3, 9, 5, 6, seed=5))
+    shifted = conv.kernel_gradient(x, dy, (3, 3, 4, 6)).numpy()
+    monkeypatch.setattr(conv, "SHIFTED_MAX_CHANNELS", 0)
+    monkeypatch.setattr(conv, "IM2COL_BYTES", 2**30)
     whole = conv.kernel_gradient(x, dy, (3, 3, 4, 6)).numpy()
+    np.testing.assert_allclose(whole, shifted, rtol=1e-5, atol=1e-5)
     row_bytes = 3 * 5 * 9 * 4 * 4
     monkeypatch.setattr(conv, "IM2COL_BYTES", 2 * row_bytes)  # bands of 2 rows: 2+2+2+2+1
     banded = conv.kernel_gradient(x, dy, (3, 3, 4, 6)).numpy()
@@ -102,7 +115,7 @@ def penalty_and_gradients(gemm):
     return run
 
 
-def test_second_order_gradients_equal_tensorflows_own():
+def test_second_order_gradients_equal_tensorflows_own(weight_gradient_path):
     loss, grads = penalty_and_gradients(gemm=True)()
     loss_tf, grads_tf = penalty_and_gradients(gemm=False)()
     np.testing.assert_allclose(loss.numpy(), loss_tf.numpy(), rtol=1e-5)

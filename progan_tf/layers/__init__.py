@@ -8,6 +8,7 @@ instance normalisation) run in float32 under a `mixed_float16` policy and are ca
 
     common.py         constants, lrelu, derive_seed (per-weight seeds), register, checks
     equalized.py      WeightScaledDense, WeightScaledConv2D, UpsampleConv2D, AddBias
+    conv.py           same_conv and gemm_gradients(): convolution gradients as GEMMs (CPU training)
     normalization.py  PixelNormalization, MinibatchStdev, AdaIN
     resampling.py     upsample2d, downsample2d, Upsample2D, Downsample2D, Blur2D, FadeIn
     noise.py          NoiseInjection (noise mode per call: None, "random" or "const")

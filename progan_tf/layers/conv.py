@@ -1,5 +1,5 @@
 """The stride-1 'same' convolution of the equalized layers, with its gradients as a forward
-convolution and one matrix product (`gemm_gradients`), the fast way on CPUs.
+convolution and matrix products (`gemm_gradients`), the fast way on CPUs.
 
 On x86 CPUs oneDNN's weight-gradient kernel (TensorFlow's Conv2DBackpropFilter) runs at a half to
 a third of its forward kernel's rate (`bench/conv_ceiling.py`), and a WGAN-GP iteration spends a
@@ -11,12 +11,13 @@ second backward pass uses them too:
     dL/dx = conv(dy, w')    w' = w rotated by 180 degrees with I and O swapped: the same
                             convolution, so its own gradients are again these two
     dL/dw = im2col(x)^T dy  the k*k shifted copies of the zero-padded x side by side,
-                            [N*H*W, k*k*I]^T [N*H*W, O] -> [k*k*I, O], one GEMM
+                            [N*H*W, k*k*I]^T [N*H*W, O] -> [k*k*I, O]: one GEMM, or k*k
+                            smaller ones (one per copy) up to 256 input channels
 
 The values are those of TensorFlow's gradients up to float rounding (the sums run in another
-order). The shifted copies take k*k times the input's memory, so the product runs over bands of
-rows of at most `IM2COL_BYTES`. On GPUs cuDNN's own kernels are the fast ones: the trainer uses
-this mode only when its devices are CPUs (`--conv_gradients`).
+order). The copies side by side take k*k times the input's memory, so that product runs over
+bands of rows of at most `IM2COL_BYTES`. On GPUs cuDNN's own kernels are the fast ones: the
+trainer uses this mode only when its devices are CPUs (`--conv_gradients`).
 """
 
 import contextlib
@@ -25,7 +26,8 @@ import contextvars
 from keras import ops
 
 CONV_GRADIENTS = ("auto", "gemm", "native")
-IM2COL_BYTES = 256 * 2**20  # largest im2col band (bytes) of one weight gradient
+SHIFTED_MAX_CHANNELS = 256  # up to this many input channels: one product per kernel tap
+IM2COL_BYTES = 64 * 2**20  # above it: largest im2col band (bytes) of one weight gradient
 
 _gemm = contextvars.ContextVar("progan_tf_gemm_gradients", default=False)
 
@@ -54,8 +56,10 @@ def resolve(mode, device_names):
 
 
 def same_conv(x, kernel):
-    """Stride-1 'same' convolution of NHWC `x` with the HWIO `kernel` (odd square)."""
-    if _gemm.get():
+    """Stride-1 'same' convolution of NHWC `x` with the HWIO `kernel` (odd square). Inside
+    `gemm_gradients()` and with static height and width (the bands of the weight gradient are
+    cut at trace time), its gradients are the GEMM ones."""
+    if _gemm.get() and x.shape[1] is not None and x.shape[2] is not None:
         return _conv_gemm(x, kernel)
     return ops.conv(x, kernel, strides=1, padding="same")
 
@@ -85,17 +89,25 @@ def rotate_kernel(kernel):
 
 def kernel_gradient(x, dy, kernel_shape):
     """dL/dkernel of a stride-1 'same' convolution from its input `x` [N, H, W, I] and output
-    gradient `dy` [N, H, W, O]: im2col(x)^T dy, summed over bands of rows."""
+    gradient `dy` [N, H, W, O]: im2col(x)^T dy. Up to `SHIFTED_MAX_CHANNELS` input channels as
+    k*k products, one per shifted copy of x ([I, N*H*W] [N*H*W, O] each); wider, as one product
+    over the copies side by side, in bands of rows of at most `IM2COL_BYTES`. (Each is the
+    faster one there on an AVX2 EPYC: `bench/conv_ceiling.py`.)"""
     tf = _tf()
     k, _, channels_in, channels_out = (int(d) for d in kernel_shape)
     pad = k // 2
     height, width = x.shape[1], x.shape[2]
-    if height is None or width is None:
-        raise ValueError(f"gemm gradients need static spatial sizes, got input shape {x.shape}")
     padded = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    batch = x.shape[0] or 16
+    if channels_in <= SHIFTED_MAX_CHANNELS:
+        flat_dy = tf.reshape(dy, [-1, channels_out])
+        return tf.reshape(tf.stack([
+            tf.matmul(tf.reshape(padded[:, i:i + height, j:j + width, :], [-1, channels_in]),
+                      flat_dy, transpose_a=True)
+            for i in range(k) for j in range(k)]), [k, k, channels_in, channels_out])
+    batch = x.shape[0] or 16  # an unknown batch size: band as for the paper's minibatch
     row_bytes = batch * width * k * k * channels_in * x.dtype.size
-    rows = max(1, min(height, IM2COL_BYTES // max(row_bytes, 1)))
+    bands = min(height, -(-height * row_bytes // IM2COL_BYTES))  # ceil, at most a row each
+    rows = -(-height // max(bands, 1))  # rows per band, as even as they come
     total = None
     for top in range(0, height, rows):
         bottom = min(height, top + rows)
