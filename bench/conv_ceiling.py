@@ -58,13 +58,16 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtypes", default="float32",
                         help="comma-separated, e.g. float32,bfloat16")
+    parser.add_argument("--shapes", default=",".join(f"{r}:{c}" for r, c in SHAPES),
+                        help="comma-separated resolution:channels pairs")
     parser.add_argument("--modes", default="native,gemm",
                         help="comma-separated gradient modes: native (TensorFlow's "
                              "Conv2DBackprop kernels), gemm (--conv_gradients=gemm)")
     args = parser.parse_args(argv)
     import tensorflow as tf
     print(f"oneDNN {onednn_setting()}, TensorFlow {tf.__version__}, batch {args.batch}")
-    for resolution, channels in SHAPES:
+    shapes = [tuple(int(v) for v in pair.split(":")) for pair in args.shapes.split(",")]
+    for resolution, channels in shapes:
         flops = 2 * args.batch * resolution * resolution * 9 * channels * channels
         for dtype in args.dtypes.split(","):
             shape = [args.batch, resolution, resolution, channels]

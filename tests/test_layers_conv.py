@@ -10,6 +10,12 @@ from progan_tf import layers
 from progan_tf.layers import conv
 
 
+@pytest.fixture(autouse=True)
+def narrow_convolutions_too(monkeypatch):
+    """The tests' convolutions are narrow: let the GEMM gradients take every width."""
+    monkeypatch.setattr(conv, "GEMM_MIN_CHANNELS", 1)
+
+
 def normal(*shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
@@ -137,6 +143,14 @@ def test_gemm_mode_leaves_no_backprop_kernel_in_the_graph_and_native_mode_does()
     assert "Conv2D" in gemm and "MatMul" in gemm
     assert not {"Conv2DBackpropFilter", "Conv2DBackpropInput"} & gemm
     assert {"Conv2DBackpropFilter", "Conv2DBackpropInput"} <= native
+
+
+def test_convolutions_narrower_than_the_threshold_keep_tensorflows_gradients(monkeypatch):
+    monkeypatch.setattr(conv, "GEMM_MIN_CHANNELS", 3)  # w1 is 3 -> 6 channels, w2 6 -> 2
+    types = op_types(gemm=True)
+    assert {"Conv2DBackpropFilter", "Conv2DBackpropInput"} <= types  # w2's
+    monkeypatch.setattr(conv, "GEMM_MIN_CHANNELS", 2)
+    assert not {"Conv2DBackpropFilter", "Conv2DBackpropInput"} & op_types(gemm=True)
 
 
 def test_the_mode_holds_only_inside_the_context():

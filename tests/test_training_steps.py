@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 import conftest
+from progan_tf.layers import conv as conv_lib
 from progan_tf.training.sources import InMemorySource
 from progan_tf.training.steps import GanTrainer, ema_beta_for
 from training_common import BATCH, STEPS, copy_networks, first_batch, one_device, run_steps, \
@@ -45,7 +46,8 @@ def test_two_replicas_give_the_losses_and_summed_gradients_of_one_device(loss, u
     np.testing.assert_allclose(g_stats_2["Loss/G"], g_stats_1["Loss/G"], rtol=1e-5)
 
 
-def test_gemm_convolution_gradients_give_tensorflows_gradients_of_a_penalised_step():
+def test_gemm_convolution_gradients_give_tensorflows_gradients_of_a_penalised_step(monkeypatch):
+    monkeypatch.setattr(conv_lib, "GEMM_MIN_CHANNELS", 1)  # the tiny networks' widths too
     cfg = tiny_config(loss="wgan_gp")
     source = InMemorySource(tiny_images())
     gemm = GanTrainer(cfg, one_device(), 16, 1)

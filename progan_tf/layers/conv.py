@@ -16,8 +16,10 @@ second backward pass uses them too:
 
 The values are those of TensorFlow's gradients up to float rounding (the sums run in another
 order). The copies side by side take k*k times the input's memory, so that product runs over
-bands of rows of at most `IM2COL_BYTES`. On GPUs cuDNN's own kernels are the fast ones: the
-trainer uses this mode only when its devices are CPUs (`--conv_gradients`).
+bands of rows of at most `IM2COL_BYTES`. Below 128 channels the products are small and the
+extra operations cost more than they save, so narrow convolutions keep TensorFlow's gradients
+(the quickstart's networks: 14% slower otherwise). On GPUs cuDNN's own kernels are the fast
+ones: the trainer uses this mode only when its devices are CPUs (`--conv_gradients`).
 """
 
 import contextlib
@@ -26,6 +28,7 @@ import contextvars
 from keras import ops
 
 CONV_GRADIENTS = ("auto", "gemm", "native")
+GEMM_MIN_CHANNELS = 128  # narrower convolutions keep TensorFlow's gradients (faster there)
 SHIFTED_MAX_CHANNELS = 256  # up to this many input channels: one product per kernel tap
 IM2COL_BYTES = 64 * 2**20  # above it: largest im2col band (bytes) of one weight gradient
 
@@ -57,9 +60,11 @@ def resolve(mode, device_names):
 
 def same_conv(x, kernel):
     """Stride-1 'same' convolution of NHWC `x` with the HWIO `kernel` (odd square). Inside
-    `gemm_gradients()` and with static height and width (the bands of the weight gradient are
-    cut at trace time), its gradients are the GEMM ones."""
-    if _gemm.get() and x.shape[1] is not None and x.shape[2] is not None:
+    `gemm_gradients()`, with at least `GEMM_MIN_CHANNELS` input and output channels and static
+    height and width (the weight gradient is cut at trace time), its gradients are the GEMM
+    ones."""
+    if (_gemm.get() and min(kernel.shape[2], kernel.shape[3]) >= GEMM_MIN_CHANNELS
+            and x.shape[1] is not None and x.shape[2] is not None):
         return _conv_gemm(x, kernel)
     return ops.conv(x, kernel, strides=1, padding="same")
 
