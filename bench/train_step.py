@@ -259,7 +259,7 @@ def measure(args, replicas, xla, precision, name):
     print(f"TensorFlow {tf.__version__}, strategy {type(strategy).__name__} x"
           f"{strategy.num_replicas_in_sync}, xla {xla}, precision {precision}, "
           f"{args.steps_per_call} minibatch(es) per call, convolution gradients "
-          f"{gan.conv_gradients}, inter-op threads "
+          f"{args.conv_gradients} (GEMMs from {gan.gemm_min_channels} channels), inter-op threads "
           f"{tf.config.threading.get_inter_op_parallelism_threads() or 'default'}, intra-op "
           f"threads {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}")
     warning = precision_lib.bfloat16_warning(

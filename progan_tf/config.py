@@ -270,10 +270,11 @@ class TrainConfig:
         "--precision=float16.")
     xla: bool = _option(False, "jit-compile the training steps (one_device only).")
     conv_gradients: str = _option(
-        "auto", "How the 3x3 convolutions' gradients are computed in training: gemm (a "
-        "forward convolution for the input gradient, im2col and one matrix product for the "
-        "weight gradient; 1.5-2x faster weight gradients on CPUs), native (TensorFlow's "
-        "Conv2DBackprop kernels; cuDNN on GPUs); auto = gemm when every device is a CPU. "
+        "auto", "How the convolutions' gradients are computed in training: gemm (the input "
+        "gradient as a forward convolution, the weight gradient as matrix products over the "
+        "input's shifted copies; 1.3-1.8x faster weight gradients on CPUs), native "
+        "(TensorFlow's Conv2DBackprop kernels; cuDNN on GPUs); auto = gemm for convolutions "
+        "of 128 or more channels in and out when every device is a CPU, native otherwise. "
         "The same function up to float rounding.", choices=conv_lib.CONV_GRADIENTS)
     seed: int = _option(1000, "Seed of weights, latents, penalties and the order of the reals.")
     max_nonfinite_steps: int = _option(

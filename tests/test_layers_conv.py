@@ -10,12 +10,6 @@ from progan_tf import layers
 from progan_tf.layers import conv
 
 
-@pytest.fixture(autouse=True)
-def narrow_convolutions_too(monkeypatch):
-    """The tests' convolutions are narrow: let the GEMM gradients take every width."""
-    monkeypatch.setattr(conv, "GEMM_MIN_CHANNELS", 1)
-
-
 def normal(*shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
@@ -44,19 +38,22 @@ def numpy_input_gradient(dy, kernel):
 
 
 def first_gradients(x, kernel, dy, gemm):
-    with conv.gemm_gradients(gemm):
+    with conv.gemm_gradients(1 if gemm else None):
         with tf.GradientTape() as tape:
             tape.watch([x, kernel])
             y = conv.same_conv(x, kernel)
         return y, *tape.gradient(y, [x, kernel], output_gradients=dy)
 
 
-@pytest.fixture(params=["shifted products", "im2col"])
+@pytest.fixture(params=["shifted products", "im2col", "shifted products in bands",
+                        "im2col in bands"])
 def weight_gradient_path(request, monkeypatch):
-    """Both ways of the weight gradient: k*k products, or one im2col product (in 2 bands)."""
-    if request.param == "im2col":
+    """The ways of the weight gradient: k*k products or one im2col product, over all rows at
+    once or in bands (of the 6 rows: 3 bands of 2 at k=3, a band per row at k=5)."""
+    if "im2col" in request.param:
         monkeypatch.setattr(conv, "SHIFTED_MAX_CHANNELS", 0)
-        monkeypatch.setattr(conv, "IM2COL_BYTES", 2 * 7 * 25 * 4 * 4 * 3)  # 3 of 6 rows at k=5
+    if "bands" in request.param:
+        monkeypatch.setattr(conv, "IM2COL_BYTES", 2 * 7 * 9 * 4 * 4 * 2)
     return request.param
 
 
@@ -99,7 +96,7 @@ def test_kernel_gradient_in_bands_of_rows_equals_one_product_and_shifted_product
                                rtol=1e-4, atol=1e-4)
 
 
-def penalty_and_gradients(gemm):
+def penalty_and_gradients(gemm, min_channels=1):
     """A two-layer critic's WGAN-GP-like loss and its weight gradients (the penalty's second
     backward pass runs through the convolutions' gradients), in one tf.function."""
     x = tf.constant(normal(4, 8, 8, 3, seed=6))
@@ -108,7 +105,7 @@ def penalty_and_gradients(gemm):
 
     @tf.function
     def run():
-        with conv.gemm_gradients(gemm):
+        with conv.gemm_gradients(min_channels if gemm else None):
             with tf.GradientTape() as outer:
                 with tf.GradientTape() as inner:
                     inner.watch(x)
@@ -130,8 +127,8 @@ def test_second_order_gradients_equal_tensorflows_own(weight_gradient_path):
         np.testing.assert_allclose(grad.numpy() / scale, grad_tf.numpy() / scale, atol=1e-5)
 
 
-def op_types(gemm):
-    graph = penalty_and_gradients(gemm).get_concrete_function().graph
+def op_types(gemm, min_channels=1):
+    graph = penalty_and_gradients(gemm, min_channels).get_concrete_function().graph
     types = {op.type for op in graph.get_operations()}
     for function in graph.as_graph_def().library.function:
         types |= {node.op for node in function.node_def}
@@ -145,22 +142,20 @@ def test_gemm_mode_leaves_no_backprop_kernel_in_the_graph_and_native_mode_does()
     assert {"Conv2DBackpropFilter", "Conv2DBackpropInput"} <= native
 
 
-def test_convolutions_narrower_than_the_threshold_keep_tensorflows_gradients(monkeypatch):
-    monkeypatch.setattr(conv, "GEMM_MIN_CHANNELS", 3)  # w1 is 3 -> 6 channels, w2 6 -> 2
-    types = op_types(gemm=True)
-    assert {"Conv2DBackpropFilter", "Conv2DBackpropInput"} <= types  # w2's
-    monkeypatch.setattr(conv, "GEMM_MIN_CHANNELS", 2)
-    assert not {"Conv2DBackpropFilter", "Conv2DBackpropInput"} & op_types(gemm=True)
+def test_convolutions_narrower_than_min_channels_keep_tensorflows_gradients():
+    # w1 is 3 -> 6 channels, w2 6 -> 2: with 3, w2 keeps TensorFlow's gradients
+    assert {"Conv2DBackpropFilter", "Conv2DBackpropInput"} <= op_types(True, min_channels=3)
+    assert not {"Conv2DBackpropFilter", "Conv2DBackpropInput"} & op_types(True, min_channels=2)
 
 
 def test_the_mode_holds_only_inside_the_context():
-    assert not conv._gemm.get()
+    assert conv._gemm.get() is None
     with conv.gemm_gradients():
-        assert conv._gemm.get()
-        with conv.gemm_gradients(False):
-            assert not conv._gemm.get()
-        assert conv._gemm.get()
-    assert not conv._gemm.get()
+        assert conv._gemm.get() == 1
+        with conv.gemm_gradients(None):
+            assert conv._gemm.get() is None
+        assert conv._gemm.get() == 1
+    assert conv._gemm.get() is None
 
 
 def test_equalized_layers_use_it_in_float16_too():
@@ -168,7 +163,7 @@ def test_equalized_layers_use_it_in_float16_too():
     x = tf.constant(normal(2, 5, 5, 3, seed=9))
     results = []
     for gemm in (True, False):
-        with conv.gemm_gradients(gemm), tf.GradientTape() as tape:
+        with conv.gemm_gradients(1 if gemm else None), tf.GradientTape() as tape:
             y = tf.cast(layer(x), tf.float32)
             loss = tf.reduce_sum(y * y)
         results.append(tape.gradient(loss, layer.kernel))
@@ -176,12 +171,12 @@ def test_equalized_layers_use_it_in_float16_too():
     np.testing.assert_allclose(results[0].numpy(), results[1].numpy(), rtol=1e-2, atol=1e-2)
 
 
-def test_auto_is_gemm_on_cpus_only_and_bad_modes_name_the_flag():
+def test_auto_is_gemm_for_wide_convolutions_on_cpus_only_and_bad_modes_name_the_flag():
     cpus = ["/job:localhost/replica:0/task:0/device:CPU:0", "/device:CPU:1"]
-    assert conv.resolve("auto", cpus) == "gemm"
-    assert conv.resolve("auto", cpus[:1] + ["/job:localhost/replica:0/task:0/device:GPU:0"]) \
-        == "native"
-    assert conv.resolve("native", cpus) == "native"
-    assert conv.resolve("gemm", ["/device:GPU:0"]) == "gemm"
+    gpu = "/job:localhost/replica:0/task:0/device:GPU:0"
+    assert conv.gemm_min_channels("auto", cpus) == conv.GEMM_MIN_CHANNELS == 128
+    assert conv.gemm_min_channels("auto", cpus[:1] + [gpu]) is None
+    assert conv.gemm_min_channels("native", cpus) is None
+    assert conv.gemm_min_channels("gemm", [gpu]) == 1
     with pytest.raises(ValueError, match="--conv_gradients"):
-        conv.resolve("fast", cpus)
+        conv.gemm_min_channels("fast", cpus)

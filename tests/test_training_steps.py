@@ -7,7 +7,6 @@ import pytest
 import tensorflow as tf
 
 import conftest
-from progan_tf.layers import conv as conv_lib
 from progan_tf.training.sources import InMemorySource
 from progan_tf.training.steps import GanTrainer, ema_beta_for
 from training_common import BATCH, STEPS, copy_networks, first_batch, one_device, run_steps, \
@@ -46,13 +45,14 @@ def test_two_replicas_give_the_losses_and_summed_gradients_of_one_device(loss, u
     np.testing.assert_allclose(g_stats_2["Loss/G"], g_stats_1["Loss/G"], rtol=1e-5)
 
 
-def test_gemm_convolution_gradients_give_tensorflows_gradients_of_a_penalised_step(monkeypatch):
-    monkeypatch.setattr(conv_lib, "GEMM_MIN_CHANNELS", 1)  # the tiny networks' widths too
-    cfg = tiny_config(loss="wgan_gp")
+def test_gemm_convolution_gradients_give_tensorflows_gradients_of_a_penalised_step():
+    cfg = tiny_config(loss="wgan_gp", conv_gradients="gemm")
     source = InMemorySource(tiny_images())
     gemm = GanTrainer(cfg, one_device(), 16, 1)
     native = GanTrainer(tiny_config(loss="wgan_gp", conv_gradients="native"), one_device(), 16, 1)
-    assert (gemm.conv_gradients, native.conv_gradients) == ("gemm", "native")  # auto on CPU
+    auto = GanTrainer(tiny_config(conv_gradients="auto"), one_device(), 4, 1)
+    assert (gemm.gemm_min_channels, native.gemm_min_channels, auto.gemm_min_channels) == \
+        (1, None, 128)  # auto on a CPU: convolutions of 128 channels or more
     copy_networks(gemm, native)
     phase = cfg.build_schedule(16).at(0.056)  # fading in 16x16
     for gan in (gemm, native):

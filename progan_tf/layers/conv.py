@@ -15,11 +15,13 @@ second backward pass uses them too:
                             smaller ones (one per copy) up to 256 input channels
 
 The values are those of TensorFlow's gradients up to float rounding (the sums run in another
-order). The copies side by side take k*k times the input's memory, so that product runs over
-bands of rows of at most `IM2COL_BYTES`. Below 128 channels the products are small and the
+order). The shifted copies take k*k times the input's memory, so the products run over bands
+of rows whose copies take at most `IM2COL_BYTES`. Below 128 channels the products are small and the
 extra operations cost more than they save, so narrow convolutions keep TensorFlow's gradients
 (the quickstart's networks: 14% slower otherwise). On GPUs cuDNN's own kernels are the fast
-ones: the trainer uses this mode only when its devices are CPUs (`--conv_gradients`).
+ones: by default (`--conv_gradients=auto`) the trainer uses this mode only when its devices are
+CPUs, for convolutions of `GEMM_MIN_CHANNELS` or more; `gemm` takes every width (the tests'
+tiny networks), `native` none.
 """
 
 import contextlib
@@ -28,42 +30,45 @@ import contextvars
 from keras import ops
 
 CONV_GRADIENTS = ("auto", "gemm", "native")
-GEMM_MIN_CHANNELS = 128  # narrower convolutions keep TensorFlow's gradients (faster there)
+GEMM_MIN_CHANNELS = 128  # --conv_gradients=auto: narrower ones keep TensorFlow's (faster there)
 SHIFTED_MAX_CHANNELS = 256  # up to this many input channels: one product per kernel tap
-IM2COL_BYTES = 64 * 2**20  # above it: largest im2col band (bytes) of one weight gradient
+IM2COL_BYTES = 64 * 2**20  # the shifted copies of one band of rows, at most (bytes)
 
-_gemm = contextvars.ContextVar("progan_tf_gemm_gradients", default=False)
+_gemm = contextvars.ContextVar("progan_tf_gemm_min_channels", default=None)
 
 
 @contextlib.contextmanager
-def gemm_gradients(enabled=True):
-    """Convolutions built (traced) inside this context, in this thread, differentiate as the
-    module docstring says; elsewhere they are TensorFlow's own."""
-    token = _gemm.set(bool(enabled))
+def gemm_gradients(min_channels=1):
+    """Convolutions built (traced) inside this context, in this thread, with at least
+    `min_channels` input and output channels differentiate as the module docstring says; the
+    others, and all of them with min_channels=None or outside, use TensorFlow's gradients."""
+    token = _gemm.set(min_channels)
     try:
         yield
     finally:
         _gemm.reset(token)
 
 
-def resolve(mode, device_names):
-    """'gemm' or 'native' for --conv_gradients `mode` ('auto': gemm when every device in
-    `device_names` is a CPU)."""
+def gemm_min_channels(mode, device_names):
+    """The `gemm_gradients` argument for --conv_gradients `mode`: gemm = every convolution,
+    native = None (none), auto = those of `GEMM_MIN_CHANNELS` or more when every device in
+    `device_names` is a CPU."""
     if mode not in CONV_GRADIENTS:
         raise ValueError(f"--conv_gradients must be one of {', '.join(CONV_GRADIENTS)}, "
                          f"got {mode!r}")
-    if mode != "auto":
-        return mode
-    on_cpu = all(":CPU:" in name.upper() for name in device_names)
-    return "gemm" if on_cpu else "native"
+    if mode == "auto":
+        on_cpu = all(":CPU:" in name.upper() for name in device_names)
+        return GEMM_MIN_CHANNELS if on_cpu else None
+    return 1 if mode == "gemm" else None
 
 
 def same_conv(x, kernel):
     """Stride-1 'same' convolution of NHWC `x` with the HWIO `kernel` (odd square). Inside
-    `gemm_gradients()`, with at least `GEMM_MIN_CHANNELS` input and output channels and static
-    height and width (the weight gradient is cut at trace time), its gradients are the GEMM
-    ones."""
-    if (_gemm.get() and min(kernel.shape[2], kernel.shape[3]) >= GEMM_MIN_CHANNELS
+    `gemm_gradients(min_channels)`, with at least that many input and output channels and a
+    static height and width (the weight gradient is cut at trace time), its gradients are the
+    GEMM ones."""
+    min_channels = _gemm.get()
+    if (min_channels is not None and min(kernel.shape[2], kernel.shape[3]) >= min_channels
             and x.shape[1] is not None and x.shape[2] is not None):
         return _conv_gemm(x, kernel)
     return ops.conv(x, kernel, strides=1, padding="same")
@@ -94,21 +99,16 @@ def rotate_kernel(kernel):
 
 def kernel_gradient(x, dy, kernel_shape):
     """dL/dkernel of a stride-1 'same' convolution from its input `x` [N, H, W, I] and output
-    gradient `dy` [N, H, W, O]: im2col(x)^T dy. Up to `SHIFTED_MAX_CHANNELS` input channels as
-    k*k products, one per shifted copy of x ([I, N*H*W] [N*H*W, O] each); wider, as one product
-    over the copies side by side, in bands of rows of at most `IM2COL_BYTES`. (Each is the
-    faster one there on an AVX2 EPYC: `bench/conv_ceiling.py`.)"""
+    gradient `dy` [N, H, W, O]: im2col(x)^T dy, summed over bands of rows whose k*k shifted
+    copies take at most `IM2COL_BYTES`. Up to `SHIFTED_MAX_CHANNELS` input channels a band is
+    k*k products, one per copy ([I, n] [n, O] each); wider, one product over the copies side by
+    side ([k*k*I, n] [n, O]). (Each is the faster one there on an AVX2 EPYC:
+    `bench/conv_ceiling.py`.)"""
     tf = _tf()
     k, _, channels_in, channels_out = (int(d) for d in kernel_shape)
     pad = k // 2
     height, width = x.shape[1], x.shape[2]
     padded = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    if channels_in <= SHIFTED_MAX_CHANNELS:
-        flat_dy = tf.reshape(dy, [-1, channels_out])
-        return tf.reshape(tf.stack([
-            tf.matmul(tf.reshape(padded[:, i:i + height, j:j + width, :], [-1, channels_in]),
-                      flat_dy, transpose_a=True)
-            for i in range(k) for j in range(k)]), [k, k, channels_in, channels_out])
     batch = x.shape[0] or 16  # an unknown batch size: band as for the paper's minibatch
     row_bytes = batch * width * k * k * channels_in * x.dtype.size
     bands = min(height, -(-height * row_bytes // IM2COL_BYTES))  # ceil, at most a row each
@@ -116,9 +116,15 @@ def kernel_gradient(x, dy, kernel_shape):
     total = None
     for top in range(0, height, rows):
         bottom = min(height, top + rows)
-        columns = tf.concat([padded[:, top + i:bottom + i, j:j + width, :]
-                             for i in range(k) for j in range(k)], axis=-1)
-        part = tf.matmul(tf.reshape(columns, [-1, k * k * channels_in]),
-                         tf.reshape(dy[:, top:bottom], [-1, channels_out]), transpose_a=True)
+        copies = [padded[:, top + i:bottom + i, j:j + width, :]
+                  for i in range(k) for j in range(k)]
+        band_dy = tf.reshape(dy[:, top:bottom], [-1, channels_out])
+        if channels_in <= SHIFTED_MAX_CHANNELS:
+            part = tf.stack([tf.matmul(tf.reshape(copy, [-1, channels_in]), band_dy,
+                                       transpose_a=True) for copy in copies])
+        else:
+            part = tf.matmul(tf.reshape(tf.concat(copies, axis=-1), [-1, k * k * channels_in]),
+                             band_dy, transpose_a=True)
+        part = tf.reshape(part, [k, k, channels_in, channels_out])
         total = part if total is None else total + part
-    return tf.reshape(total, [k, k, channels_in, channels_out])
+    return total

@@ -108,8 +108,9 @@ class GanTrainer:
         self.loss = losses.LOSSES[cfg.loss]
         self.loss_scale = LossScale(precision_lib.loss_scaling(cfg.precision))
         self.random = rng.RandomStreams(cfg.seed, self.num_replicas)
-        self.conv_gradients = conv_lib.resolve(cfg.conv_gradients,
-                                               strategy.extended.worker_devices)
+        # The narrowest convolution whose gradients are GEMMs (None: TensorFlow's everywhere).
+        self.gemm_min_channels = conv_lib.gemm_min_channels(cfg.conv_gradients,
+                                                            strategy.extended.worker_devices)
         self.trace_counts = collections.Counter()
         self._step_fns = {}
         self._stat_tags = {}  # (resolution, minibatch) -> tags of train_steps' stats
@@ -238,12 +239,12 @@ class GanTrainer:
         """Per-replica D loss and gradients: (grads, stats of global-batch means, non-finite).
         The convolutions differentiate as --conv_gradients says (entered here: a replica may
         be traced in a thread of its own)."""
-        with conv_lib.gemm_gradients(self.conv_gradients == "gemm"):
+        with conv_lib.gemm_gradients(self.gemm_min_channels):
             return self._d_replica_loss(*args, **kwargs)
 
     def _g_replica(self, *args, **kwargs):
         """Per-replica G loss and gradients, as `_d_replica`."""
-        with conv_lib.gemm_gradients(self.conv_gradients == "gemm"):
+        with conv_lib.gemm_gradients(self.gemm_min_channels):
             return self._g_replica_loss(*args, **kwargs)
 
     def _d_replica_loss(self, reals, labels, counter, resolution, minibatch):
