@@ -266,7 +266,8 @@ def measure(args, replicas, xla, precision, name):
         precision, bool(tf.config.list_physical_devices("GPU")))
     if warning:
         print(warning)
-    print(f"architecture {args.architecture}, resolution {res} (fade-in alpha 0.5), batch {args.batch}, G {g_params:,} / "
+    print(f"architecture {args.architecture}, resolution {res} (fade-in alpha 0.5), "
+          f"batch {args.batch}, G {g_params:,} / "
           f"D {d_params:,} parameters at this stage (fmap_base {args.fmap_base}, "
           f"fmap_max {args.fmap_max})", flush=True)
     flops = iteration_flops(gan.generator, gan.discriminator, res, args.batch, loss=cfg.loss,
