@@ -2,9 +2,10 @@
 
 A 3x3 'same' convolution's three kernels (forward, input gradient, weight gradient), each timed
 alone on random tensors, as TensorFlow computes them (native) and as --conv_gradients=gemm does
-(the input gradient a forward convolution with the rotated kernel, the weight gradient im2col and
-one matrix product), in float32 (and bfloat16 on request), at the shapes that dominate a ProGAN
-iteration: the ceiling that `bench/train_step.py`'s GFLOP/s compares with.
+(the input gradient a forward convolution with the rotated kernel, the weight gradient matrix
+products over the input's shifted copies: `progan_tf.layers.conv.kernel_gradient`), in float32
+(and bfloat16 on request), at the shapes that dominate a ProGAN iteration: the ceiling that
+`bench/train_step.py`'s GFLOP/s compares with.
 
     python bench/conv_ceiling.py                           # 512 ch at 16x16 ... 64 at 128x128
     python bench/conv_ceiling.py --dtypes float32,bfloat16

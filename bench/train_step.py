@@ -122,8 +122,8 @@ def parse_args(argv=None):
                         help="minibatches per tf.function call (GanTrainer.train_steps); 1 = "
                              "one d_step and one g_step call per minibatch")
     parser.add_argument("--conv_gradients", default="auto", choices=["auto", "gemm", "native"],
-                        help="the training flag: how the 3x3 convolutions' gradients are "
-                             "computed (auto = gemm on CPUs)")
+                        help="the training flag: how the convolutions' gradients are computed "
+                             "(auto = gemm for 128+ channels on CPUs, gemm = every width)")
     parser.add_argument("--channels", type=int, default=3, help="image channels")
     parser.add_argument("--threads", type=int, default=0,
                         help="intra-op threads (0 = TensorFlow's default, all cores)")

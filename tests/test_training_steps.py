@@ -57,13 +57,9 @@ def test_gemm_convolution_gradients_give_tensorflows_gradients_of_a_penalised_st
     phase = cfg.build_schedule(16).at(0.056)  # fading in 16x16
     for gan in (gemm, native):
         gan.apply_phase(phase)
-    for kind in ("d", "g"):
-        if kind == "d":
-            (grads_1, stats_1), (grads_2, stats_2) = (
-                gan.d_gradients(first_batch(gan, source, 16), 16, BATCH) for gan in (gemm, native))
-        else:
-            (grads_1, stats_1), (grads_2, stats_2) = (
-                gan.g_gradients(16, BATCH) for gan in (gemm, native))
+    d_step = [gan.d_gradients(first_batch(gan, source, 16), 16, BATCH) for gan in (gemm, native)]
+    g_step = [gan.g_gradients(16, BATCH) for gan in (gemm, native)]
+    for (grads_1, stats_1), (grads_2, stats_2) in (d_step, g_step):
         for path, grad in grads_2.items():
             scale = max(float(np.abs(grad).max()), 1e-6)
             np.testing.assert_allclose(np.asarray(grads_1[path]) / scale, np.asarray(grad) / scale,
