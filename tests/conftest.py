@@ -4,7 +4,8 @@ Two logical CPU devices are created before TensorFlow runs any op (SPEC 10): aft
 `tf.config.set_logical_device_configuration` raises. Single-device tests use
 `OneDeviceStrategy("/cpu:0")`; `MirroredStrategy()` then spans both logical CPUs. The
 package is imported before TensorFlow, so the tests run TensorFlow's oneDNN kernels as the
-commands do (progan_tf/__init__.py).
+commands do (progan_tf/__init__.py). Under pytest-xdist (`-n 2`, README's test command) each
+worker is its own process and makes its own two logical CPUs.
 """
 
 import os
