@@ -75,14 +75,14 @@ def train_all(runs, results_dir, kimg, jobs):
 
 
 def recorded(directory, metric, num):
-    """The value of `metric` over `num` images recorded in the run's metrics.jsonl, or None."""
+    """The headline value (SWD: the level average) of `metric` over `num` images recorded in the
+    run's metrics.jsonl, or None."""
     path = os.path.join(directory, "metrics.jsonl")
     if not os.path.exists(path):
         return None
     with open(path, encoding="utf-8") as file:
         lines = [json.loads(line) for line in file if line.strip()]
-    values = [line["SWDx1e3_avg"] if metric == "swd" else line["value"]
-              for line in lines if line["metric"] == metric and line["num"] == num]
+    values = [line["value"] for line in lines if line["metric"] == metric and line["num"] == num]
     return values[-1] if values else None
 
 
@@ -161,14 +161,13 @@ def main():
     for precision in precisions[1:]:
         for index, name in enumerate(["SWDx1e3 avg", "FID"]):
             mean, _, low, high = stats[(reference, name)]
-            tolerance = max(high - low, 0.2 * mean) / 2  # the range, or +-10% of the mean
-            centre = (low + high) / 2 if high - low >= 0.2 * mean else mean
+            if high - low < 0.2 * mean:  # a range narrower than +-10% of the mean
+                low, high = 0.9 * mean, 1.1 * mean
             for seed in seeds:
                 value = rows[(precision, seed)][index]
-                inside = abs(value - centre) <= tolerance
+                inside = low <= value <= high
                 print(f"{precision} seed {seed} {name} {value:.3f}: "
-                      f"{'within' if inside else 'OUTSIDE'} {reference}'s "
-                      f"{centre - tolerance:.3f} .. {centre + tolerance:.3f}")
+                      f"{'within' if inside else 'OUTSIDE'} {reference}'s {low:.3f} .. {high:.3f}")
 
 
 if __name__ == "__main__":
