@@ -279,6 +279,8 @@ def test_keras_file_round_trip_gives_identical_outputs_and_configs(tmp_path):
     layers.NoiseInjection(seed=2), layers.MinibatchStdev(group_size=2, num_features=2, grouping="strided"),
     layers.PixelNormalization(epsilon=1e-6), layers.AdaIN(epsilon=1e-5), layers.AddBias(lrmul=0.5),
     layers.Upsample2D(factor=4), layers.Downsample2D(factor=4), layers.FadeIn(),
+    layers.ConvDownsample2D(6, gain=1.0, use_bias=False, seed=3),
+    layers.UpsampleConv2D(6, fused=True, seed=3),
 ])
 def test_config_is_exactly_the_constructor_arguments(layer):
     clone = type(layer).from_config(layer.get_config())
@@ -328,6 +330,22 @@ def test_upsample_conv_equals_nearest_upsampling_then_conv_and_fused_path_agrees
         np.arange(4)
     np.testing.assert_allclose(plain(x), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(fused(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_downsample_is_pool_of_conv_plus_bias_with_the_plain_convs_weights():
+    x = normal(2, 6, 8, 3)
+    fused = layers.ConvDownsample2D(4, seed=5)
+    plain = layers.WeightScaledConv2D(4, 3, seed=5)
+    fused.build(x.shape)
+    plain.build(x.shape)
+    np.testing.assert_array_equal(fused.kernel.numpy(), plain.kernel.numpy())  # same seed
+    assert fused.runtime_scale == plain.runtime_scale == math.sqrt(2) / math.sqrt(27)
+    for layer in (fused, plain):
+        layer.bias.assign(np.arange(4, dtype="float32"))
+    assert fused.compute_output_shape(x.shape) == (2, 3, 4, 4)
+    np.testing.assert_allclose(fused(x), layers.downsample2d(plain(x)), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="kernel_size=3"):
+        layers.ConvDownsample2D(4, kernel_size=1)
 
 
 def test_blur_is_the_normalised_121_filter_with_zero_padding():

@@ -1,6 +1,7 @@
 """Tests for progan_tf.layers.conv: the GEMM-gradient convolution against NumPy and against
 TensorFlow's own gradients (first and second order), the kernels it leaves out of the graph,
-its banded weight gradient, and --conv_gradients' resolution."""
+its banded weight gradient, and --conv_gradients' resolution; the fused resampling convolutions
+against upsampling / pooling and a 3x3 convolution (values, first and second order gradients)."""
 
 import numpy as np
 import pytest
@@ -180,3 +181,70 @@ def test_auto_is_gemm_for_wide_convolutions_on_cpus_only_and_bad_modes_name_the_
     assert conv.gemm_min_channels("gemm", [gpu]) == 1
     with pytest.raises(ValueError, match="--conv_gradients"):
         conv.gemm_min_channels("fast", cpus)
+
+
+# --- resampling convolutions as one strided convolution -----------------------------------------
+
+
+def numpy_pool(x):
+    n, h, w, c = x.shape
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def separate_up(x, kernel):
+    return conv.same_conv(layers.upsample2d(x), kernel)
+
+
+def separate_down(x, kernel):
+    return layers.downsample2d(conv.same_conv(x, kernel))
+
+
+@pytest.mark.parametrize("fused, separate", [(conv.upsample_conv, separate_up),
+                                             (conv.conv_downsample, separate_down)])
+def test_resampling_convs_equal_the_separate_ops_with_their_gradients_to_second_order(
+        fused, separate):
+    x = tf.constant(normal(2, 6, 4, 3, seed=10))  # not square: rows and columns kept apart
+    kernel = tf.constant(normal(3, 3, 3, 5, seed=11))
+    if fused is conv.upsample_conv:
+        expected = numpy_conv_same(x.numpy().repeat(2, 1).repeat(2, 2), kernel.numpy())
+    else:
+        expected = numpy_pool(numpy_conv_same(x.numpy(), kernel.numpy()))
+    np.testing.assert_allclose(fused(x, kernel).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+    def penalised(op):
+        with tf.GradientTape() as outer:
+            outer.watch(kernel)
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                y = op(x, kernel)
+                score = tf.reduce_sum(y * tf.cos(y))
+            dx = inner.gradient(score, x)
+            loss = score + tf.reduce_sum(tf.square(dx))
+        return dx, outer.gradient(loss, kernel)
+
+    for got, want in zip(penalised(fused), penalised(separate)):
+        scale = np.abs(want.numpy()).max()
+        np.testing.assert_allclose(got.numpy() / scale, want.numpy() / scale, atol=1e-5)
+
+
+def numpy_conv_same(x, kernel):
+    """'same' cross-correlation of NHWC x with an HWIO odd square kernel, in float64."""
+    k = kernel.shape[0]
+    pad = k // 2
+    n, h, w, _ = x.shape
+    padded = np.pad(x.astype("float64"), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    return sum(np.einsum("nhwc,cd->nhwd", padded[:, i:i + h, j:j + w], kernel[i, j])
+               for i in range(k) for j in range(k))
+
+
+def test_fused_kernels_are_the_sums_of_the_shifted_kernels():
+    kernel = normal(3, 3, 1, 1)[:, :, 0, 0]
+    down = conv.fused_down_kernel(kernel[:, :, None, None]).numpy()[:, :, 0, 0]
+    padded = np.pad(kernel, 1)
+    np.testing.assert_allclose(
+        down, (padded[1:, 1:] + padded[:-1, 1:] + padded[1:, :-1] + padded[:-1, :-1]) / 4,
+        rtol=1e-6)
+    up = conv.fused_up_kernel(kernel[:, :, None, None]).numpy()[:, :, 0, 0]
+    rotated = np.pad(kernel[::-1, ::-1], 1)
+    np.testing.assert_allclose(
+        up, rotated[1:, 1:] + rotated[:-1, 1:] + rotated[1:, :-1] + rotated[:-1, :-1], rtol=1e-6)

@@ -378,25 +378,35 @@ def conv_flops(kernel, channels_in, channels_out, side):
 
 def test_flop_counter_matches_hand_counted_convs_and_denses_at_8_and_16():
     generator, discriminator = Generator(16, **EIGHT), Discriminator(16, **EIGHT)
-    g8 = 2 * 8 * 16 * 8 + conv_flops(3, 8, 8, 4) + 2 * conv_flops(3, 8, 8, 8)  # dense, 4x4, 8x8
+    # The resampling convs run fused: G's conv0 as a stride-2 transposed 4x4 conv over the res/2
+    # input, D's conv1_down as a stride-2 4x4 conv giving res/2 outputs (4 taps, not 9).
+    g_block = {r: conv_flops(4, 8, 8, r // 2) + conv_flops(3, 8, 8, r) for r in (8, 16)}
+    d_block = {r: conv_flops(3, 8, 8, r) + conv_flops(4, 8, 8, r // 2) for r in (8, 16)}
+    g8 = 2 * 8 * 16 * 8 + conv_flops(3, 8, 8, 4) + g_block[8]  # dense, 4x4, 8x8
     to_rgb = {r: conv_flops(1, 8, 3, r) for r in (4, 8, 16)}
     d4 = conv_flops(3, 9, 8, 4) + 2 * 128 * 8 + 2 * 8 * 1  # mbstd adds a map; dense0, dense1
     from_rgb = {r: conv_flops(1, 3, 8, r) for r in (4, 8, 16)}
     expected = {  # fade-in: the old path's toRGB / fromRGB at res/2 is counted too
         (generator, 8): g8 + to_rgb[4] + to_rgb[8],
-        (generator, 16): g8 + 2 * conv_flops(3, 8, 8, 16) + to_rgb[8] + to_rgb[16],
-        (discriminator, 8): from_rgb[8] + 2 * conv_flops(3, 8, 8, 8) + from_rgb[4] + d4,
-        (discriminator, 16): (from_rgb[16] + 2 * conv_flops(3, 8, 8, 16) + from_rgb[8]
-                              + 2 * conv_flops(3, 8, 8, 8) + d4),
+        (generator, 16): g8 + g_block[16] + to_rgb[8] + to_rgb[16],
+        (discriminator, 8): from_rgb[8] + d_block[8] + from_rgb[4] + d4,
+        (discriminator, 16): from_rgb[16] + d_block[16] + from_rgb[8] + d_block[8] + d4,
     }
     for (network, res), flops in expected.items():
         assert summary.forward_flops(network, res).weights == flops, (network.name, res)
     ops = {op.name: op for op in summary.forward_ops(discriminator, 16)}
-    assert ops["block_16x16/conv1_down"] == ("block_16x16/conv1_down", "conv",
-                                             conv_flops(3, 8, 8, 16))
+    assert ops["block_16x16/conv1_down (fused down)"] == (
+        "block_16x16/conv1_down (fused down)", "conv", conv_flops(4, 8, 8, 8))
+    assert "block_16x16/downsample" not in ops  # the pooling is part of the fused conv
+    g_ops = {op.name: op for op in summary.forward_ops(generator, 16)}
+    assert g_ops["block_16x16/conv0 (fused up)"].flops == conv_flops(4, 8, 8, 8)
     assert ops["block_4x4/minibatch_stddev"].flops == 4 * 16 * 8  # elementwise, counted apart
     assert summary.forward_flops(generator, 4).weights == 2 * 8 * 128 + conv_flops(
         3, 8, 8, 4) + to_rgb[4]
+    unfused = {op.name: op for op in summary.forward_ops(
+        Discriminator(16, fused_scale=False, **EIGHT), 16)}
+    assert unfused["block_16x16/conv1"].flops == conv_flops(3, 8, 8, 16)
+    assert unfused["block_16x16/downsample"].flops == 16 * 16 * 8
 
 
 def test_flop_counter_counts_fused_upsampling_convs_on_the_small_input():

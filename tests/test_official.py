@@ -147,9 +147,12 @@ def test_progan_fused_upscale_conv_equals_the_originals_conv2d_transpose(loaded)
     x = np.random.default_rng(0).normal(size=(2, 4, 4, stored.shape[3])).astype(np.float32)
     original = tf.nn.conv2d_transpose(x, w, [2, 8, 8, stored.shape[2]], strides=2,
                                       padding="SAME")
-    conv = nets.G.block_8x8.conv0
-    ours = conv(layers.upsample2d(x)) - conv.bias
+    conv = nets.G.block_8x8.conv0  # upsamples itself (a fused transposed conv too)
+    ours = conv(x) - conv.bias
     np.testing.assert_allclose(ours, original, atol=1e-5)
+    separate = layers.upsample2d(x)  # nearest upsampling, then our stored kernel as a 3x3 conv
+    kernel = conv.kernel.numpy() * conv.runtime_scale
+    np.testing.assert_allclose(tf.nn.conv2d(separate, kernel, 1, "SAME"), original, atol=1e-5)
 
 
 def test_stylegan_fused_upscale_conv_equals_the_originals_conv2d_transpose(loaded):

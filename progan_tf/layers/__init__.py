@@ -7,16 +7,18 @@ float16 cannot carry (the He scaling of the kernel, pixel norm's epsilon, the mi
 instance normalisation) run in float32 under a `mixed_float16` policy and are cast back.
 
     common.py         constants, lrelu, derive_seed (per-weight seeds), register, checks
-    equalized.py      WeightScaledDense, WeightScaledConv2D, UpsampleConv2D, AddBias
-    conv.py           same_conv and gemm_gradients(): convolution gradients as GEMMs (CPU training)
+    equalized.py      WeightScaledDense, WeightScaledConv2D, UpsampleConv2D, ConvDownsample2D,
+                      AddBias
+    conv.py           same_conv and gemm_gradients(): convolution gradients as GEMMs (CPU training);
+                      upsample_conv, conv_downsample: resampling convs as one strided conv
     normalization.py  PixelNormalization, MinibatchStdev, AdaIN
     resampling.py     upsample2d, downsample2d, Upsample2D, Downsample2D, Blur2D, FadeIn
     noise.py          NoiseInjection (noise mode per call: None, "random" or "const")
 """
 
 from progan_tf.layers.common import LRELU_SLOPE, SQRT2, derive_seed, lrelu, register
-from progan_tf.layers.equalized import (AddBias, UpsampleConv2D, WeightScaledConv2D,
-                                        WeightScaledDense)
+from progan_tf.layers.equalized import (AddBias, ConvDownsample2D, UpsampleConv2D,
+                                        WeightScaledConv2D, WeightScaledDense)
 from progan_tf.layers.noise import NOISE_MODES, NoiseInjection
 from progan_tf.layers.normalization import (AdaIN, MinibatchStdev, PixelNormalization,
                                             minibatch_group_size)
@@ -24,8 +26,8 @@ from progan_tf.layers.resampling import (Blur2D, Downsample2D, FadeIn, Upsample2
                                          upsample2d)
 
 __all__ = [
-    "AdaIN", "AddBias", "Blur2D", "Downsample2D", "FadeIn", "LRELU_SLOPE", "MinibatchStdev",
-    "NOISE_MODES", "NoiseInjection", "PixelNormalization", "SQRT2", "Upsample2D",
-    "UpsampleConv2D", "WeightScaledConv2D", "WeightScaledDense", "derive_seed",
+    "AdaIN", "AddBias", "Blur2D", "ConvDownsample2D", "Downsample2D", "FadeIn", "LRELU_SLOPE",
+    "MinibatchStdev", "NOISE_MODES", "NoiseInjection", "PixelNormalization", "SQRT2",
+    "Upsample2D", "UpsampleConv2D", "WeightScaledConv2D", "WeightScaledDense", "derive_seed",
     "downsample2d", "lrelu", "minibatch_group_size", "register", "upsample2d",
 ]

@@ -7,7 +7,7 @@ import keras
 from keras import ops
 
 from progan_tf.layers.common import SQRT2, check_positive, register
-from progan_tf.layers.conv import same_conv
+from progan_tf.layers.conv import conv_downsample, same_conv, upsample_conv
 from progan_tf.layers.resampling import upsample2d
 
 
@@ -154,10 +154,11 @@ class UpsampleConv2D(_WeightScaled):
     """Nearest 2x upsampling followed by a 'same' conv, [N, H, W, C_in] -> [N, 2H, 2W, filters].
 
     `fused=True` computes the same function as one stride-2 transposed convolution with the 4x4
-    kernel made of the four shifted copies of the padded 3x3 kernel (StyleGAN's fused upscale,
-    used from output resolution 128 up): cheaper, since the conv runs on the small input. The
-    kernel is stored [k, k, C_in, filters] with fan_in = k*k*C_in either way (SPEC 1.2); the fused
-    path flips it by 180 degrees so that both paths give identical results for the same weights.
+    kernel made of the four shifted copies of the padded 3x3 kernel (`conv.upsample_conv`;
+    StyleGAN's fused upscale, used from output resolution 128 up; ProGAN's generator blocks
+    always): cheaper, since the conv runs on the small input. The kernel is stored [k, k, C_in,
+    filters] with fan_in = k*k*C_in either way (SPEC 1.2); the fused path rotates it by 180
+    degrees so that both paths give identical results for the same weights.
     """
 
     def __init__(self, filters, kernel_size=3, gain=SQRT2, lrmul=1.0, use_bias=True, fused=False,
@@ -179,11 +180,7 @@ class UpsampleConv2D(_WeightScaled):
         kernel = self._scaled_kernel()
         if not self.fused:
             return self._add_bias(same_conv(upsample2d(x), kernel))
-        kernel = ops.flip(ops.flip(kernel, axis=0), axis=1)
-        kernel = ops.pad(kernel, ((1, 1), (1, 1), (0, 0), (0, 0)))
-        kernel = kernel[1:, 1:] + kernel[:-1, 1:] + kernel[1:, :-1] + kernel[:-1, :-1]
-        kernel = ops.transpose(kernel, (0, 1, 3, 2))  # [4, 4, filters, C_in] for conv_transpose
-        return self._add_bias(ops.conv_transpose(x, kernel, strides=2, padding="same"))
+        return self._add_bias(upsample_conv(x, kernel))
 
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape
@@ -192,3 +189,37 @@ class UpsampleConv2D(_WeightScaled):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "fused": self.fused}
+
+
+@register
+class ConvDownsample2D(_WeightScaled):
+    """A 'same' 3x3 conv, then 2x2 average pooling, then the bias, [N, H, W, C_in] -> [N, H/2, W/2,
+    filters] (H, W even): the original's fused `conv2d_downscale2d`, computed as one stride-2
+    convolution with the 4x4 kernel made of the four shifted copies of the padded 3x3 kernel
+    (`conv.conv_downsample`): 4 instead of 9 multiply-adds per input pixel. Pooling before the
+    bias equals pooling after it. The kernel is stored [3, 3, C_in, filters], fan_in = 9 * C_in,
+    as `WeightScaledConv2D`'s, so the two hold the same weights for the same seed.
+    """
+
+    def __init__(self, filters, kernel_size=3, gain=SQRT2, lrmul=1.0, use_bias=True, **kwargs):
+        super().__init__(gain=gain, lrmul=lrmul, use_bias=use_bias, **kwargs)
+        check_positive("filters", filters, "ConvDownsample2D")
+        if kernel_size != 3:
+            raise ValueError(f"ConvDownsample2D: only kernel_size=3 is supported, received "
+                             f"kernel_size={kernel_size!r}")
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+
+    def build(self, input_shape):
+        channels_in = input_shape[-1]
+        self._add_kernel_and_bias((3, 3, channels_in, self.filters), 9 * channels_in, self.filters)
+
+    def call(self, x):
+        return self._add_bias(conv_downsample(x, self._scaled_kernel()))
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        return (n, None if h is None else h // 2, None if w is None else w // 2, self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size}

@@ -123,8 +123,10 @@ def _generator_input_ops(block, fan_in):
 
 def _generator_block_ops(block, channels_in, res):
     ops, f = [], block.filters
-    for layer, c in ((block.conv0, channels_in), (block.conv1, f)):
-        op = _conv(f"{block.name}/{layer.name}", 3, c, f, res)
+    # conv0 is the upsampling conv, fused: a stride-2 transposed 4x4 conv over the res/2 input.
+    for op, layer in ((_conv(f"{block.name}/conv0 (fused up)", 4, channels_in, f, res // 2),
+                       block.conv0),
+                      (_conv(f"{block.name}/conv1", 3, f, f, res), block.conv1)):
         ops += _weight_layer(op, layer, res * res * f)
         ops.append(_elementwise(f"{op.name}/lrelu", "lrelu", res * res * f))
         if block.use_pixelnorm:
@@ -223,15 +225,18 @@ def _discriminator_block_ops(block, channels_in, res):
     ops.append(_elementwise(f"{name}/conv0/lrelu", "lrelu", res * res * f0))
     if block.blur is not None:
         ops.append(_elementwise(f"{name}/blur", "blur", res * res * f0))
-    conv1 = _conv(f"{name}/{block.conv1.name}", 3, f0, f1, res)
-    pool = [_elementwise(f"{name}/downsample", "downsample", res * res * f1)]
-    # Fused: pool(conv) + bias, then lrelu at res/2; unfused: bias and lrelu at res, then pool.
-    after = (res // 2) ** 2 * f1 if block.fused_scale else res * res * f1
-    ops += [conv1] + (pool if block.fused_scale else [])
+    if block.fused_scale:  # conv + pool as one stride-2 4x4 conv, then bias and lrelu at res/2
+        conv1 = _conv(f"{name}/{block.conv1.name} (fused down)", 4, f0, f1, res // 2)
+        after, pool = (res // 2) ** 2 * f1, []
+    else:  # bias and lrelu at res, then pool
+        conv1 = _conv(f"{name}/{block.conv1.name}", 3, f0, f1, res)
+        after, pool = res * res * f1, [_elementwise(f"{name}/downsample", "downsample",
+                                                    res * res * f1)]
+    ops.append(conv1)
     if block.conv1.use_bias:
         ops.append(_elementwise(f"{conv1.name}/bias", "bias", after))
     ops.append(_elementwise(f"{conv1.name}/lrelu", "lrelu", after))
-    return ops + ([] if block.fused_scale else pool)
+    return ops + pool
 
 
 def _discriminator_output_ops(block, channels_in):
