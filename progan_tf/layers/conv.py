@@ -28,6 +28,7 @@ tiny networks), `native` none.
 import contextlib
 import contextvars
 
+import numpy as np
 from keras import ops
 
 CONV_GRADIENTS = ("auto", "gemm", "native")
@@ -75,14 +76,38 @@ def same_conv(x, kernel):
     return ops.conv(x, kernel, strides=1, padding="same")
 
 
+def _shift_sums(rotate, scale):
+    """[16, 9] constant: row 4a + b sums (times `scale`) the 3x3 taps that the four one-pixel
+    shifts of the kernel (zero-padded to 5x5) put at (a, b) of the 4x4 kernel; with `rotate`,
+    of the kernel rotated by 180 degrees."""
+    sums = np.zeros((4, 4, 3, 3), np.float32)
+    for i in range(3):
+        for j in range(3):
+            for di in (0, 1):
+                for dj in (0, 1):
+                    sums[i + di, j + dj, (2 - i) if rotate else i, (2 - j) if rotate else j] += scale
+    return sums.reshape(16, 9)
+
+
+_UP_SUMS = _shift_sums(rotate=True, scale=1.0)
+_DOWN_SUMS = _shift_sums(rotate=False, scale=0.25)
+
+
+def _four_by_four(kernel, sums):
+    """The 4x4 kernel [4, 4, I, O] from the 3x3 HWIO `kernel`: one product with a [16, 9]
+    constant (cheaper to differentiate, twice in the penalty, than pads, slices and flips)."""
+    channels_in, channels_out = kernel.shape[2], kernel.shape[3]
+    flat = ops.reshape(kernel, (9, channels_in * channels_out))
+    return ops.reshape(ops.matmul(ops.cast(sums, kernel.dtype), flat),
+                       (4, 4, channels_in, channels_out))
+
+
 def fused_up_kernel(kernel):
     """The 4x4 kernel of `upsample_conv` as a transposed convolution's, [4, 4, O, I], from the
     'same' convolution's HWIO 3x3 `kernel`: rotated by 180 degrees, then the sum of its four
     shifted copies (the original's `upscale2d_conv2d` does the same without the rotation, which
     its stored kernels carry instead)."""
-    kernel = ops.pad(ops.flip(ops.flip(kernel, axis=0), axis=1), ((1, 1), (1, 1), (0, 0), (0, 0)))
-    kernel = kernel[1:, 1:] + kernel[:-1, 1:] + kernel[1:, :-1] + kernel[:-1, :-1]
-    return ops.transpose(kernel, (0, 1, 3, 2))
+    return ops.transpose(_four_by_four(kernel, _UP_SUMS), (0, 1, 3, 2))
 
 
 def upsample_conv(x, kernel):
@@ -96,15 +121,15 @@ def upsample_conv(x, kernel):
 def fused_down_kernel(kernel):
     """The 4x4 stride-2 kernel of `conv_downsample`, HWIO, from the 3x3 `kernel`: the mean of its
     four shifted copies (the original's `conv2d_downscale2d`)."""
-    kernel = ops.pad(kernel, ((1, 1), (1, 1), (0, 0), (0, 0)))
-    return (kernel[1:, 1:] + kernel[:-1, 1:] + kernel[1:, :-1] + kernel[:-1, :-1]) * 0.25
+    return _four_by_four(kernel, _DOWN_SUMS)
 
 
 def conv_downsample(x, kernel):
     """The 'same' convolution with the HWIO 3x3 `kernel`, then 2x2 average pooling, [N, H, W, I]
     -> [N, H/2, W/2, O] (H, W even), computed as one stride-2 convolution with a 4x4 kernel over
-    the input padded by 1: 4 instead of 9 multiply-adds per input pixel and channel pair, the
-    same values up to float rounding."""
+    the input padded by 1: 4 instead of 9 multiply-adds per input pixel and channel pair, the same
+    values up to float rounding. (The padding is an op of its own: TensorFlow's oneDNN kernels
+    take no explicit padding in their gradients, and its own are 2 to 3 times slower.)"""
     padded = ops.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     return ops.conv(padded, fused_down_kernel(kernel), strides=2, padding="valid")
 
