@@ -149,8 +149,30 @@ class AddBias(keras.layers.Layer):
         return {**super().get_config(), "lrmul": self.lrmul}
 
 
+class _Resampling3x3(_WeightScaled):
+    """Shared part of the resampling convolutions: a 3x3 kernel [3, 3, C_in, filters], fan_in =
+    9 * C_in, stored as `WeightScaledConv2D`'s (the same weights for the same seed)."""
+
+    def __init__(self, filters, kernel_size=3, gain=SQRT2, lrmul=1.0, use_bias=True, **kwargs):
+        super().__init__(gain=gain, lrmul=lrmul, use_bias=use_bias, **kwargs)
+        name = type(self).__name__
+        check_positive("filters", filters, name)
+        if kernel_size != 3:
+            raise ValueError(f"{name}: only kernel_size=3 is supported, received "
+                             f"kernel_size={kernel_size!r}")
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+
+    def build(self, input_shape):
+        channels_in = input_shape[-1]
+        self._add_kernel_and_bias((3, 3, channels_in, self.filters), 9 * channels_in, self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size}
+
+
 @register
-class UpsampleConv2D(_WeightScaled):
+class UpsampleConv2D(_Resampling3x3):
     """Nearest 2x upsampling followed by a 'same' conv, [N, H, W, C_in] -> [N, 2H, 2W, filters].
 
     `fused=True` computes the same function as one stride-2 transposed convolution with the 4x4
@@ -161,20 +183,9 @@ class UpsampleConv2D(_WeightScaled):
     degrees so that both paths give identical results for the same weights.
     """
 
-    def __init__(self, filters, kernel_size=3, gain=SQRT2, lrmul=1.0, use_bias=True, fused=False,
-                 **kwargs):
-        super().__init__(gain=gain, lrmul=lrmul, use_bias=use_bias, **kwargs)
-        check_positive("filters", filters, "UpsampleConv2D")
-        if kernel_size != 3:
-            raise ValueError(f"UpsampleConv2D: only kernel_size=3 is supported, received "
-                             f"kernel_size={kernel_size!r}")
-        self.filters = int(filters)
-        self.kernel_size = int(kernel_size)
+    def __init__(self, filters, kernel_size=3, fused=False, **kwargs):
+        super().__init__(filters, kernel_size, **kwargs)
         self.fused = bool(fused)
-
-    def build(self, input_shape):
-        channels_in = input_shape[-1]
-        self._add_kernel_and_bias((3, 3, channels_in, self.filters), 9 * channels_in, self.filters)
 
     def call(self, x):
         kernel = self._scaled_kernel()
@@ -187,32 +198,17 @@ class UpsampleConv2D(_WeightScaled):
         return (n, None if h is None else 2 * h, None if w is None else 2 * w, self.filters)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
-                "fused": self.fused}
+        return {**super().get_config(), "fused": self.fused}
 
 
 @register
-class ConvDownsample2D(_WeightScaled):
+class ConvDownsample2D(_Resampling3x3):
     """A 'same' 3x3 conv, then 2x2 average pooling, then the bias, [N, H, W, C_in] -> [N, H/2, W/2,
     filters] (H, W even): the original's fused `conv2d_downscale2d`, computed as one stride-2
     convolution with the 4x4 kernel made of the four shifted copies of the padded 3x3 kernel
     (`conv.conv_downsample`): 4 instead of 9 multiply-adds per input pixel. Pooling before the
-    bias equals pooling after it. The kernel is stored [3, 3, C_in, filters], fan_in = 9 * C_in,
-    as `WeightScaledConv2D`'s, so the two hold the same weights for the same seed.
+    bias equals pooling after it.
     """
-
-    def __init__(self, filters, kernel_size=3, gain=SQRT2, lrmul=1.0, use_bias=True, **kwargs):
-        super().__init__(gain=gain, lrmul=lrmul, use_bias=use_bias, **kwargs)
-        check_positive("filters", filters, "ConvDownsample2D")
-        if kernel_size != 3:
-            raise ValueError(f"ConvDownsample2D: only kernel_size=3 is supported, received "
-                             f"kernel_size={kernel_size!r}")
-        self.filters = int(filters)
-        self.kernel_size = int(kernel_size)
-
-    def build(self, input_shape):
-        channels_in = input_shape[-1]
-        self._add_kernel_and_bias((3, 3, channels_in, self.filters), 9 * channels_in, self.filters)
 
     def call(self, x):
         return self._add_bias(conv_downsample(x, self._scaled_kernel()))
@@ -220,6 +216,3 @@ class ConvDownsample2D(_WeightScaled):
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape
         return (n, None if h is None else h // 2, None if w is None else w // 2, self.filters)
-
-    def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size}
