@@ -85,7 +85,8 @@ def _shift_sums(rotate, scale):
         for j in range(3):
             for di in (0, 1):
                 for dj in (0, 1):
-                    sums[i + di, j + dj, (2 - i) if rotate else i, (2 - j) if rotate else j] += scale
+                    tap = (2 - i, 2 - j) if rotate else (i, j)
+                    sums[i + di, j + dj, tap[0], tap[1]] += scale
     return sums.reshape(16, 9)
 
 

@@ -6,7 +6,8 @@ one training iteration, counted from the layer shapes.
     print(format_iteration_flops(flops))              # parts, multipliers, total
 
 A FLOP is one floating-point operation: a multiply-add counts 2, as PyTorch's FLOP counter and
-the papers do. Weight ops (convolutions and dense layers) are counted exactly from the shapes;
+the papers do. Weight ops (convolutions and dense layers) are counted exactly from the shapes,
+as they run (the fused resampling convolutions as the stride-2 4x4 convolutions they are);
 the elementwise work (bias, leaky ReLU, pixel norm, minibatch stddev, resampling, fade-in,
 blur, noise, AdaIN) with the per-element costs of `ELEMENTWISE_FLOPS`, and reported apart: it
 is memory-bound, so its FLOPs say little about its time.
