@@ -186,6 +186,16 @@ def test_auto_is_gemm_for_wide_convolutions_on_cpus_only_and_bad_modes_name_the_
 # --- resampling convolutions as one strided convolution -----------------------------------------
 
 
+def numpy_conv_same(x, kernel):
+    """'same' cross-correlation of NHWC x with an HWIO odd square kernel, in float64."""
+    k = kernel.shape[0]
+    pad = k // 2
+    n, h, w, _ = x.shape
+    padded = np.pad(x.astype("float64"), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    return sum(np.einsum("nhwc,cd->nhwd", padded[:, i:i + h, j:j + w], kernel[i, j])
+               for i in range(k) for j in range(k))
+
+
 def numpy_pool(x):
     n, h, w, c = x.shape
     return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
@@ -225,16 +235,6 @@ def test_resampling_convs_equal_the_separate_ops_with_their_gradients_to_second_
     for got, want in zip(penalised(fused), penalised(separate)):
         scale = np.abs(want.numpy()).max()
         np.testing.assert_allclose(got.numpy() / scale, want.numpy() / scale, atol=1e-5)
-
-
-def numpy_conv_same(x, kernel):
-    """'same' cross-correlation of NHWC x with an HWIO odd square kernel, in float64."""
-    k = kernel.shape[0]
-    pad = k // 2
-    n, h, w, _ = x.shape
-    padded = np.pad(x.astype("float64"), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    return sum(np.einsum("nhwc,cd->nhwd", padded[:, i:i + h, j:j + w], kernel[i, j])
-               for i in range(k) for j in range(k))
 
 
 def test_fused_kernels_are_the_sums_of_the_shifted_kernels():
