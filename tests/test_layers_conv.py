@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from progan_tf import layers
 from progan_tf.layers import conv
+from test_layers import numpy_conv_same
 
 
 def normal(*shape, seed=0):
@@ -184,16 +185,6 @@ def test_auto_is_gemm_for_wide_convolutions_on_cpus_only_and_bad_modes_name_the_
 
 
 # --- resampling convolutions as one strided convolution -----------------------------------------
-
-
-def numpy_conv_same(x, kernel):
-    """'same' cross-correlation of NHWC x with an HWIO odd square kernel, in float64."""
-    k = kernel.shape[0]
-    pad = k // 2
-    n, h, w, _ = x.shape
-    padded = np.pad(x.astype("float64"), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    return sum(np.einsum("nhwc,cd->nhwd", padded[:, i:i + h, j:j + w], kernel[i, j])
-               for i in range(k) for j in range(k))
 
 
 def numpy_pool(x):

@@ -399,7 +399,7 @@ def test_flop_counter_matches_hand_counted_convs_and_denses_at_8_and_16():
         "block_16x16/conv1_down (fused down)", "conv", conv_flops(4, 8, 8, 8))
     assert "block_16x16/downsample" not in ops  # the pooling is part of the fused conv
     g_ops = {op.name: op for op in summary.forward_ops(generator, 16)}
-    assert g_ops["block_16x16/conv0 (fused up)"].flops == conv_flops(4, 8, 8, 8)
+    assert g_ops["block_16x16/conv0 (fused)"].flops == conv_flops(4, 8, 8, 8)
     assert ops["block_4x4/minibatch_stddev"].flops == 4 * 16 * 8  # elementwise, counted apart
     assert summary.forward_flops(generator, 4).weights == 2 * 8 * 128 + conv_flops(
         3, 8, 8, 4) + to_rgb[4]

@@ -122,11 +122,17 @@ def _generator_input_ops(block, fan_in):
     return ops
 
 
+def _upsample_conv(block, layer, channels_in, filters, res):
+    """The op of an UpsampleConv2D with res x res outputs: fused, a stride-2 transposed 4x4 conv
+    over the res/2 input; else nearest upsampling (0 FLOPs), then a 3x3 conv at res."""
+    if layer.fused:
+        return _conv(f"{block.name}/{layer.name} (fused)", 4, channels_in, filters, res // 2)
+    return _conv(f"{block.name}/{layer.name}", 3, channels_in, filters, res)
+
+
 def _generator_block_ops(block, channels_in, res):
     ops, f = [], block.filters
-    # conv0 is the upsampling conv, fused: a stride-2 transposed 4x4 conv over the res/2 input.
-    for op, layer in ((_conv(f"{block.name}/conv0 (fused up)", 4, channels_in, f, res // 2),
-                       block.conv0),
+    for op, layer in ((_upsample_conv(block, block.conv0, channels_in, f, res), block.conv0),
                       (_conv(f"{block.name}/conv1", 3, f, f, res), block.conv1)):
         ops += _weight_layer(op, layer, res * res * f)
         ops.append(_elementwise(f"{op.name}/lrelu", "lrelu", res * res * f))
@@ -151,11 +157,7 @@ def _synthesis_block_ops(block, channels_in, res):
     if isinstance(block, SynthesisInputBlock):
         ops = _epilogue_ops(block, 0, 4, f)
     else:
-        up = block.conv0_up
-        if up.fused:  # a stride-2 transposed 4x4 conv over the res/2 input
-            ops = [_conv(f"{block.name}/conv0_up (fused)", 4, channels_in, f, res // 2)]
-        else:  # nearest upsampling (0 FLOPs), then a 3x3 conv at res
-            ops = [_conv(f"{block.name}/conv0_up", 3, channels_in, f, res)]
+        ops = [_upsample_conv(block, block.conv0_up, channels_in, f, res)]
         if block.blur is not None:
             ops.append(_elementwise(f"{block.name}/blur", "blur", res * res * f))
         ops += _epilogue_ops(block, 0, res, f)
