@@ -34,7 +34,7 @@ class Renderer:
             model = self.generator.model_for(resolution)
             self._functions[resolution] = tf.function(
                 lambda *inputs: model(inputs[0] if len(inputs) == 1 else list(inputs),
-                                      training=False))
+                                      training=False), autograph=False)
         function = self._functions[resolution]
         size = self.batch_size
         out = []

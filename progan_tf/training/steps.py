@@ -344,10 +344,14 @@ class GanTrainer:
         return stats
 
     def _step_fn(self, kind, resolution, minibatch, make, jit_compile=None):
+        """The tf.function of `make(resolution, minibatch)`, made once per kind, resolution and
+        minibatch. The steps write their control flow as tf.cond / tf.while_loop themselves, so
+        AutoGraph is off: converting every function the trace calls took a third of the tracing
+        time (about 19 s -> 13 s for the three resolutions of a tiny 4 -> 16 run)."""
         key = (kind, resolution, minibatch)
         if key not in self._step_fns:
             self._step_fns[key] = tf.function(make(resolution, minibatch),
-                                              jit_compile=jit_compile)
+                                              jit_compile=jit_compile, autograph=False)
         return self._step_fns[key]
 
     def _compiled(self, kind, resolution, minibatch, body):
