@@ -41,6 +41,24 @@ def test_parameter_counts_match_nvidia_stylegan():
     assert _count(stylegan.stylegan_discriminator(1024)) == 23_087_249
 
 
+def test_fused_upsampling_renders_the_unfused_generators_images_from_the_same_weights(tiny):
+    # `tiny` fuses from 16x16 up, the original's 'auto' (the default) from 128 (none at 32), 8
+    # every block: three compute paths, one function, one checkpoint layout.
+    assert not tiny.block_8x8.fused and tiny.block_16x16.fused
+    assert stylegan.StyleGenerator(8, **TINY).get_config()["fused_min_resolution"] == 128
+    z = normal(3, 16, seed=4)
+    reference = np.asarray(tiny.model_for(32, noise="const")(z))
+    for fused_min_resolution in (8, 128):
+        config = dict(tiny.get_config(), fused_min_resolution=fused_min_resolution)
+        other = stylegan.StyleGenerator.from_config(config)
+        assert [other.block_at(r).fused for r in (8, 16, 32)] == [fused_min_resolution == 8] * 3
+        for target, source in zip(other.weights, tiny.weights):
+            target.assign(source)
+        # Float rounding, relative to the largest output (about 11; AdaIN amplifies).
+        np.testing.assert_allclose(other.model_for(32, noise="const")(z), reference, rtol=0,
+                                   atol=1e-5 * np.abs(reference).max())
+
+
 def test_mapping_uses_lrmul_on_weights_and_biases_and_broadcasts(tiny):
     dense = tiny.mapping.dense_0
     assert dense.lrmul == 0.01 and dense.runtime_scale == pytest.approx(2 ** 0.5 / 4 * 0.01)
