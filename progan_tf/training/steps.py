@@ -347,7 +347,7 @@ class GanTrainer:
         """The tf.function of `make(resolution, minibatch)`, made once per kind, resolution and
         minibatch. The steps write their control flow as tf.cond / tf.while_loop themselves, so
         AutoGraph is off: converting every function the trace calls took a third of the tracing
-        time (about 19 s -> 13 s for the three resolutions of a tiny 4 -> 16 run)."""
+        time (about 20 s -> 13 s for the three resolutions of a tiny 4 -> 16 run)."""
         key = (kind, resolution, minibatch)
         if key not in self._step_fns:
             self._step_fns[key] = tf.function(make(resolution, minibatch),
