@@ -42,8 +42,8 @@ def test_parameter_counts_match_nvidia_stylegan():
 
 
 def test_fused_upsampling_renders_the_unfused_generators_images_from_the_same_weights(tiny):
-    # `tiny` fuses from 16x16 up, the original's 'auto' (the default) from 128 (none at 32), 8
-    # every block: three compute paths, one function, one checkpoint layout.
+    # Fused from 16x16 up (`tiny`), from 128 (the original's 'auto', the default: none at 32)
+    # and from 8 (every block): three compute paths of one function and one checkpoint layout.
     assert not tiny.block_8x8.fused and tiny.block_16x16.fused
     assert stylegan.StyleGenerator(8, **TINY).get_config()["fused_min_resolution"] == 128
     z = normal(3, 16, seed=4)

@@ -32,6 +32,7 @@ class Renderer:
         every call."""
         if resolution not in self._functions:
             model = self.generator.model_for(resolution)
+            # A plain forward pass: nothing for AutoGraph to convert (see GanTrainer._step_fn).
             self._functions[resolution] = tf.function(
                 lambda *inputs: model(inputs[0] if len(inputs) == 1 else list(inputs),
                                       training=False), autograph=False)
