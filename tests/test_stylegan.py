@@ -20,6 +20,14 @@ def normal(*shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
 
+def rebuilt(generator, **config_changes):
+    """A StyleGenerator from `generator`'s config (with `config_changes`) holding its weights."""
+    copy = stylegan.StyleGenerator.from_config({**generator.get_config(), **config_changes})
+    for target, source in zip(copy.weights, generator.weights):
+        target.assign(source)
+    return copy
+
+
 @pytest.fixture(scope="module")
 def tiny():
     keras.utils.set_random_seed(0)
@@ -49,11 +57,8 @@ def test_fused_upsampling_renders_the_unfused_generators_images_from_the_same_we
     z = normal(3, 16, seed=4)
     reference = np.asarray(tiny.model_for(32, noise="const")(z))
     for fused_min_resolution in (8, 128):
-        config = dict(tiny.get_config(), fused_min_resolution=fused_min_resolution)
-        other = stylegan.StyleGenerator.from_config(config)
+        other = rebuilt(tiny, fused_min_resolution=fused_min_resolution)
         assert [other.block_at(r).fused for r in (8, 16, 32)] == [fused_min_resolution == 8] * 3
-        for target, source in zip(other.weights, tiny.weights):
-            target.assign(source)
         # Float rounding, relative to the largest output (about 11; AdaIN amplifies).
         np.testing.assert_allclose(other.model_for(32, noise="const")(z), reference, rtol=0,
                                    atol=1e-5 * np.abs(reference).max())
@@ -73,9 +78,7 @@ def test_zero_initialised_noise_weights_leave_the_output_unchanged(tiny):
     z = normal(2, 16)
     np.testing.assert_array_equal(tiny.model_for(32, noise="random")(z),
                                   tiny.model_for(32, noise="const")(z))
-    with_noise = stylegan.StyleGenerator.from_config(tiny.get_config())
-    for target, source in zip(with_noise.weights, tiny.weights):
-        target.assign(source)
+    with_noise = rebuilt(tiny)
     with_noise.block_8x8.noise1.weight.assign(np.ones(16, "float32"))
     # Fresh noise on every call: asked for, or by default when training.
     for model, kwargs in ((with_noise.model_for(32, noise="random"), {}),
